@@ -1,1 +1,2 @@
-export {};
+export { parseArgs, stringOption, flag } from './args.js';
+export type { ParsedArgs } from './args.js';

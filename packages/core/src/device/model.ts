@@ -5,6 +5,7 @@
  * bounds and bus-master gating, dirty marking, migration envelopes — the same on every
  * hypervisor. Models are plain single-threaded objects: every call arrives on the I/O context.
  */
+import type { MemoryAccess, MemoryView } from '../backend/memory.js';
 import type { StateReader, StateWriter } from '../migration/state-codec.js';
 
 /** Access width a model's region handlers see: the core splits 8-byte and unaligned accesses. */
@@ -106,6 +107,12 @@ export interface DeviceDma {
   readInto(address: bigint, dst: Uint8Array): void;
   /** Copies `src` into guest memory. */
   write(address: bigint, src: Uint8Array): void;
+  /**
+   * A zero-copy view of guest memory for bulk transfers; same checks. A `readwrite` view's
+   * range is marked dirty when it is disposed. KVM: no copy and no syscall; Xen: a foreign
+   * mapping held for the view's life.
+   */
+  view(address: bigint, length: number, access: MemoryAccess): MemoryView;
 }
 
 /** Where a model's doorbell sits: a BAR-relative address, re-registered when the BAR moves. */
