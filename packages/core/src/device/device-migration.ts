@@ -3,9 +3,10 @@
  * `STOP_COPY`, `RESUMING`, …), a save stream read in chunks in `STOP_COPY`/`PRE_COPY`, and a
  * resume stream written in chunks in `RESUMING`.
  *
- * The stream carries two sections: `config` (the PCI function: config space, MSI-X table and
- * pending bits) and `model` (the device model's own state), in the versioned, length-checked,
- * checksummed envelope of `migration/stream.ts`.
+ * The stream carries the sections `config` (the PCI function: config space, MSI-X table and
+ * pending bits), `model` (the device model's own state) and one `bar<N>` per direct BAR (its
+ * memory, e.g. a framebuffer), in the versioned, length-checked, checksummed envelope of
+ * `migration/stream.ts`.
  *
  * A refused stream changes nothing: leaving `RESUMING` first decodes and checks the whole
  * stream; a bad one is refused with an `Invalid` error, the device keeps its state, stays in
@@ -97,6 +98,7 @@ export class DeviceMigration {
       sections: [
         { id: 'config', bytes: config.finish() },
         { id: 'model', bytes: model.finish() },
+        ...this.device.directMemories().map(([bar, bytes]) => ({ id: `bar${bar}`, bytes: bytes.slice() })),
       ],
     });
   }
@@ -154,36 +156,39 @@ export class DeviceMigration {
   }
 
   private checkLoadable(contents: DeviceStreamContents): void {
+    const direct = this.device.directMemories();
+    const expected = ['config', 'model', ...direct.map(([bar]) => `bar${bar}`)].sort();
     const ids = contents.sections.map((s) => s.id).sort();
-    if (ids.length !== 2 || ids[0] !== 'config' || ids[1] !== 'model') {
-      throw new InvalidError('migration.restore', `expected sections "config" and "model", found ${JSON.stringify(ids)}`);
+    if (ids.join() !== expected.join()) {
+      throw new InvalidError('migration.restore', `expected sections ${JSON.stringify(expected)}, found ${JSON.stringify(ids)}`);
+    }
+    for (const [bar, bytes] of direct) {
+      const got = contents.sections.find((s) => s.id === `bar${bar}`)?.bytes.length;
+      if (got !== bytes.length) throw new InvalidError('migration.restore', `section "bar${bar}" holds ${got} bytes, the BAR ${bytes.length}`);
     }
   }
 
   private apply(contents: DeviceStreamContents): void {
     this.checkLoadable(contents);
-    const section = (id: string) => contents.sections.find((s) => s.id === id)?.bytes as Uint8Array;
     const before = this.save();
     try {
-      this.load(section('config'), section('model'), contents.modelVersion);
+      this.load(contents);
     } catch (e) {
-      const previous = this.decode(before);
-      this.load(
-        previous.sections.find((s) => s.id === 'config')?.bytes as Uint8Array,
-        previous.sections.find((s) => s.id === 'model')?.bytes as Uint8Array,
-        previous.modelVersion,
-      );
+      this.load(this.decode(before));
       throw new InvalidError('migration.restore', `the ${this.device.type} device refused the stream: ${(e as Error).message}`, { cause: e });
     }
   }
 
-  private load(config: Uint8Array, model: Uint8Array, version: number): void {
-    const configReader = new StateReader(config, 'migration.restore.config');
+  /** Loads checked contents; sections were matched against the device by `checkLoadable`. */
+  private load(contents: DeviceStreamContents): void {
+    const section = (id: string) => contents.sections.find((s) => s.id === id)?.bytes as Uint8Array;
+    const configReader = new StateReader(section('config'), 'migration.restore.config');
     this.device.function.loadState(configReader);
     configReader.end();
-    const modelReader = new StateReader(model, 'migration.restore.model');
-    this.device.model.loadState(modelReader, version);
+    const modelReader = new StateReader(section('model'), 'migration.restore.model');
+    this.device.model.loadState(modelReader, contents.modelVersion);
     modelReader.end();
+    for (const [bar, bytes] of this.device.directMemories()) bytes.set(section(`bar${bar}`));
   }
 
   private requireSink(operation: string): DeviceStreamSink {

@@ -77,6 +77,8 @@ export class MediatedDevice {
   readonly dma: DeviceDmaEngine;
   readonly migration: DeviceMigration;
 
+  /** How many times the model raised an interrupt (for summaries). */
+  interruptsRaised = 0;
   private lifecycle: DeviceLifecycleState = 'created';
   private brokenCause: unknown = undefined;
   private isBroken = false;
@@ -102,7 +104,10 @@ export class MediatedDevice {
     const context: DeviceContext = {
       uuid,
       interrupts: {
-        raise: (vector?: number) => this.requireFunction(fn).interrupts.raise(vector),
+        raise: (vector?: number) => {
+          this.interruptsRaised++;
+          this.requireFunction(fn).interrupts.raise(vector);
+        },
         lower: (vector?: number) => this.requireFunction(fn).interrupts.lower(vector),
         get mode() {
           return fn === undefined ? 'none' : fn.interrupts.mode;
@@ -143,6 +148,11 @@ export class MediatedDevice {
 
   get state(): DeviceLifecycleState {
     return this.lifecycle;
+  }
+
+  /** The memory behind each direct BAR, by BAR index (saved with the device's state). */
+  directMemories(): Array<[bar: number, bytes: Uint8Array]> {
+    return [...this.shared.entries()].map(([bar, m]) => [bar, m.bytes]);
   }
 
   /** Whether a model failure has fenced the device off (until reset). */
