@@ -6,7 +6,9 @@
  * doorbells, dirty tracking, page tracking — and states in {@link BackendCapabilities} which it
  * has. Calling an absent capability throws `UnsupportedError`; it is never a silent no-op.
  *
- * Every method of a disposed backend, and of any object it handed out, throws `BadHandle`.
+ * Every method of a disposed backend, and of any object it handed out, throws `BadHandle` —
+ * except {@link Backend.resources}, which stays callable so a leak check can see that a closed
+ * session holds nothing.
  * Disposing the backend releases everything it handed out, in a known order: doorbells and
  * claims, then routes and lines, then tracking, then mappings and pins, then the hypervisor
  * handle (KVM: VM fd; Xen: ioreq server, event channels, library handles).
@@ -122,7 +124,7 @@ export interface Backend extends AsyncDisposable {
   /** Write-protect tracking of a page-aligned RAM range. `Unsupported` where `pageTracking` is false. */
   trackWrites(range: AddressRange, handler: TrackedWriteHandler): PageTrack;
 
-  /** What the session holds right now. */
+  /** What the session holds right now; callable after `close()` (all zeros after a clean close). */
   resources(): BackendResources;
 
   /** Releases everything, in the order given in this module's doc. Idempotent. */

@@ -143,7 +143,10 @@ export class IoDispatcher implements IoRequestSink {
 
   private readPiece(space: IoSpace, entry: Entry, address: bigint, size: 1 | 2 | 4): number {
     try {
-      return entry.target.read(Number(address - entry.base), size) >>> 0;
+      const v = entry.target.read(Number(address - entry.base), size);
+      // A target answering wider than the piece must not spill into its neighbours' bytes or
+      // past the access width the backend hands back to the guest.
+      return size === 4 ? v >>> 0 : v & ((1 << (size * 8)) - 1);
     } catch (e) {
       this.fault(space, entry, e, address, size, false);
       return size === 4 ? 0xffff_ffff : (1 << (size * 8)) - 1;

@@ -36,6 +36,11 @@ export interface ConformanceTarget {
    * `{ 'line-irq.level-resample': 'Xen PVH guests have no emulated IOAPIC' }`.
    */
   readonly skips: Readonly<Record<string, string>>;
+  /**
+   * Per-scenario time limit in ms, for targets whose guests are slow (Xen under QEMU
+   * emulation); default 30 000. The runner's own option wins.
+   */
+  readonly timeoutMs?: number;
   /** A fresh session; the suite closes it after each scenario. */
   open(): Promise<ConformanceSession>;
   /** Releases anything shared between sessions (a booted guest, a lab). */
