@@ -65,16 +65,13 @@ export class DirtyTracker {
    */
   collect(): DirtyCollection {
     if (this.open !== undefined) throw new StateError('dirty.collect', 'a previous collection is neither committed nor aborted');
+    // Pull first: if the pull throws, the core's own bits are still in place.
+    const pulled = this.log?.mode === 'pull' && this.log.active ? this.log.pull() : [];
     const taken = this.own.map((b) => ({ base: b.base, pages: b.pages, bits: b.bits.slice() }));
     for (const b of this.own) b.bits.fill(0);
-    if (this.log?.mode === 'pull' && this.log.active) {
-      for (const pulled of this.log.pull()) {
-        const target = taken.find((t) => t.base === pulled.base);
-        if (target === undefined) continue;
-        const n = Math.min(target.bits.length, pulled.bits.length);
-        for (let i = 0; i < n; i++) target.bits[i] = ((target.bits[i] as number) | (pulled.bits[i] as number)) >>> 0;
-      }
-    }
+    // The backend's bitmaps may be cut differently from the RAM map (KVM slots split around
+    // tracked pages): merge page by page, by address.
+    for (const page of bitmapPages(pulled)) setPage(taken, page);
     let settled = false;
     const settle = (operation: string) => {
       if (settled) throw new StateError(operation, 'collection already committed or aborted');
@@ -114,12 +111,24 @@ function emptyBitmap(base: bigint, length: bigint): DirtyBitmap {
   return { base, pages, bits: new Uint32Array(Math.ceil(pages / 32)) };
 }
 
+function setPage(bitmaps: readonly DirtyBitmap[], address: bigint): void {
+  for (const b of bitmaps) {
+    if (address < b.base) continue;
+    const page = Number((address - b.base) >> PAGE_SHIFT);
+    if (page < b.pages) {
+      setBit(b.bits, page);
+      return;
+    }
+  }
+}
+
 function setBit(bits: Uint32Array, page: number): void {
   const word = page >>> 5;
   bits[word] = ((bits[word] as number) | (1 << (page & 31))) >>> 0;
 }
 
-function bitmapPages(bitmaps: readonly DirtyBitmap[]): bigint[] {
+/** Guest addresses of every page set in `bitmaps`, ascending. */
+export function bitmapPages(bitmaps: readonly DirtyBitmap[]): bigint[] {
   const out: bigint[] = [];
   for (const b of bitmaps) {
     for (let w = 0; w < b.bits.length; w++) {

@@ -26,8 +26,6 @@ export { registerConformanceSuite } from './register.js';
 export type { RegisterOptions, SuiteApi, SuiteTest } from './register.js';
 export { RecordingSink } from './recording-sink.js';
 export type { IoRequest, ReadResponder } from './recording-sink.js';
-export { DirtyCollector, bitmapPages } from './dirty-collector.js';
-export type { DirtyRound } from './dirty-collector.js';
 export { processResources, quiesce } from './os-resources.js';
 export type { OsResources } from './os-resources.js';
 export { MSI_VECTORS } from './scenarios/msi.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { PAGE_SIZE, isVmedError, type AddressRange, type TrackedWrite } from '@vmed/core';
+import { PAGE_SIZE, bitmapPages, isVmedError, type AddressRange, type TrackedWrite } from '@vmed/core';
 import type { SimBackend} from '../../src/index.js';
-import { RELEASE_ORDER, RecordingSink, bitmapPages, createBackend, createSimBackend } from '../../src/index.js';
+import { RELEASE_ORDER, RecordingSink, createBackend, createSimBackend } from '../../src/index.js';
 
 const range = (base: bigint, length: number) => ({ base, length: BigInt(length) }) as AddressRange;
 const MMIO = 0xc000_0000n;

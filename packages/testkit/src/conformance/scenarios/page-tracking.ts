@@ -3,8 +3,7 @@
  * applies or drops them; reads, host writes and other pages are untouched.
  */
 import assert from 'node:assert/strict';
-import { PAGE_SIZE, type Backend, type TrackedWrite, type TrackedWriteAction } from '@vmed/core';
-import { bitmapPages } from '../dirty-collector.js';
+import { PAGE_SIZE, bitmapPages, type Backend, type TrackedWrite, type TrackedWriteAction } from '@vmed/core';
 import { expectCode, expectUnsupported, le, rawRange, scratchPages } from '../helpers.js';
 import { scenario } from '../scenario.js';
 
