@@ -1,9 +1,15 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // The worker entries are spawned by URL next to the bundle (see src/threads/spawn.ts).
+  entry: {
+    index: 'src/index.ts',
+    conformance: 'src/conformance.ts',
+    'vcpu-worker': 'src/vcpu/vcpu-worker.ts',
+    'poller-worker': 'src/poller/poller-worker.ts',
+  },
   format: ['esm', 'cjs'],
-  dts: true,
+  dts: { entry: { index: 'src/index.ts', conformance: 'src/conformance.ts' } },
   sourcemap: true,
   clean: true,
   shims: true,
