@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts', 'sim/index': 'src/sim/index.ts' },
+  entry: { index: 'src/index.ts', 'sim/index': 'src/sim/index.ts', 'xen-lab/index': 'src/xen-lab/index.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,
