@@ -19,8 +19,8 @@
  */
 import { InvalidError, StateError } from '../errors.js';
 import { StateReader, StateWriter } from '../migration/state-codec.js';
-import type { MigrationState } from '../migration/state-machine.js';
-import { MigrationStateMachine } from '../migration/state-machine.js';
+import type { MigrationFeatures, MigrationState } from '../migration/state-machine.js';
+import { MigrationStateMachine, migrationPath } from '../migration/state-machine.js';
 import type { DeviceStreamContents } from '../migration/stream.js';
 import { DeviceStreamSink, DeviceStreamSource, decodeDeviceStream, encodeDeviceStream } from '../migration/stream.js';
 import type { MediatedDevice } from './mediated-device.js';
@@ -29,20 +29,21 @@ import type { MediatedDevice } from './mediated-device.js';
 export const MAX_DEVICE_STREAM = 16 * 1024 * 1024;
 
 const RUNNING_STATES: ReadonlySet<MigrationState> = new Set(['RUNNING', 'RUNNING_P2P', 'PRE_COPY', 'PRE_COPY_P2P']);
+const FEATURES: MigrationFeatures = { p2p: true, preCopy: true };
 
 export class DeviceMigration {
   /** The state machine; listen to its `step`, `transitioned`, `failed` and `reset` events. */
   readonly machine: MigrationStateMachine;
   private source: DeviceStreamSource | undefined;
   private sink: DeviceStreamSink | undefined;
-  /** A resume stream already decoded and checked, waiting for the RESUMING → STOP arc. */
-  private checked: DeviceStreamContents | undefined;
+  /** Whether the resume stream was loaded, for the RESUMING → STOP arc to go ahead. */
+  private loaded = false;
 
   constructor(
     private readonly device: MediatedDevice,
     readonly hypervisor: string,
   ) {
-    this.machine = new MigrationStateMachine({ handler: (from, to) => this.arc(from, to), features: { p2p: true, preCopy: true } });
+    this.machine = new MigrationStateMachine({ handler: (from, to) => this.arc(from, to), features: FEATURES });
   }
 
   get state(): MigrationState {
@@ -55,18 +56,23 @@ export class DeviceMigration {
   }
 
   /**
-   * Moves to `target` through the kernel's chain of arcs. Leaving `RESUMING` checks the
-   * written stream first; a bad stream is refused (`Invalid`) without changing state.
+   * Moves to `target` through the kernel's chain of arcs. Leaving `RESUMING` loads the written
+   * stream first, atomically; a bad stream — malformed, or refused by the model — is refused
+   * (`Invalid`) before any arc runs, so the device stays in `RESUMING`, unchanged.
    */
   async setState(target: MigrationState): Promise<void> {
     if (this.machine.state === 'RESUMING' && target !== 'RESUMING') {
+      // A target the machine would refuse must not consume the stream.
+      migrationPath(this.machine.state, target, FEATURES, 'migration.setState');
       const sink = this.requireSink('migration.setState');
       const bytes = sink.finish();
       try {
-        this.checked = this.decode(bytes);
-        this.checkLoadable(this.checked);
+        // Loaded here rather than in the RESUMING arc: a stream the model refuses would
+        // otherwise fail the arc and leave the device in ERROR.
+        this.apply(this.decode(bytes));
+        this.loaded = true;
       } catch (e) {
-        this.checked = undefined;
+        this.loaded = false;
         // Stay in RESUMING with an empty stream: the VMM may write a correct one.
         this.sink = new DeviceStreamSink({ maxSize: MAX_DEVICE_STREAM });
         throw e;
@@ -134,14 +140,13 @@ export class DeviceMigration {
     }
     if (to === 'RESUMING') {
       this.sink = new DeviceStreamSink({ maxSize: MAX_DEVICE_STREAM });
-      this.checked = undefined;
+      this.loaded = false;
     }
     if (from === 'RESUMING') {
-      const contents = this.checked;
-      this.checked = undefined;
+      const loaded = this.loaded;
+      this.loaded = false;
       this.sink = undefined;
-      if (contents === undefined) throw new StateError('migration.resume', 'no checked resume stream');
-      this.apply(contents);
+      if (!loaded) throw new StateError('migration.resume', 'no resume stream was loaded');
     }
   }
 
@@ -182,12 +187,20 @@ export class DeviceMigration {
   /** Loads checked contents; sections were matched against the device by `checkLoadable`. */
   private load(contents: DeviceStreamContents): void {
     const section = (id: string) => contents.sections.find((s) => s.id === id)?.bytes as Uint8Array;
-    const configReader = new StateReader(section('config'), 'migration.restore.config');
-    this.device.function.loadState(configReader);
-    configReader.end();
+    const loadConfig = () => {
+      const configReader = new StateReader(section('config'), 'migration.restore.config');
+      this.device.function.loadState(configReader);
+      configReader.end();
+    };
+    // Config first, so that a model re-driving its interrupt on load sees the restored mode.
+    loadConfig();
     const modelReader = new StateReader(section('model'), 'migration.restore.model');
     this.device.model.loadState(modelReader, contents.modelVersion);
     modelReader.end();
+    // Then config again: the saved function state is authoritative for the INTx request and
+    // Interrupt Status. A model re-driving INTx from its own state would otherwise assert a line
+    // the source held low (a condition raised under MSI before the guest switched to INTx).
+    loadConfig();
     for (const [bar, bytes] of this.device.directMemories()) bytes.set(section(`bar${bar}`));
   }
 
@@ -201,7 +214,7 @@ export class DeviceMigration {
     this.source = undefined;
     this.sink?.close();
     this.sink = undefined;
-    this.checked = undefined;
+    this.loaded = false;
   }
 }
 

@@ -144,6 +144,8 @@ export class MediatedDevice {
     }
     this.dma = new DeviceDmaEngine(env.backend.memory, env.dirty, () => this.function.busMaster);
     this.migration = new DeviceMigration(this, env.backend.capabilities.hypervisor);
+    const follow = () => this.updateAccepting();
+    this.migration.machine.on('step', follow).on('reset', follow).on('failed', follow);
   }
 
   get state(): DeviceLifecycleState {
@@ -199,10 +201,14 @@ export class MediatedDevice {
     this.migration.resetState();
     this.isBroken = false;
     this.brokenCause = undefined;
+    this.updateAccepting();
     this.env.notify({ kind: 'state', device: this, state: 'reset' });
   }
 
-  /** `open` → `closed`: off the bus, every BAR range, doorbell, route and line released. */
+  /**
+   * `open` → `closed`: off the bus, every BAR range, doorbell, route and line released, and the
+   * device back to power-on — migration RUNNING, not broken — so that a reopen starts clean.
+   */
   close(): void {
     this.guard('device.close');
     if (this.lifecycle !== 'open') throw new StateError('device.close', `${this.describe()} is not open`);
@@ -239,12 +245,18 @@ export class MediatedDevice {
     if (this.isBroken) return;
     this.isBroken = true;
     this.brokenCause = cause;
+    this.updateAccepting();
     this.env.notify({ kind: 'broken', device: this, cause });
   }
 
-  /** Which migration states let guest accesses reach the model (the running ones). */
-  private get accepting(): boolean {
-    return !this.isBroken && this.migration.running;
+  /**
+   * Whether guest accesses reach the model: not broken, and migration in a running state.
+   * Kept as a field (updated on both changes) because every access reads it.
+   */
+  private accepting = true;
+
+  private updateAccepting(): void {
+    this.accepting = !this.isBroken && this.migration.running;
   }
 
   private detach(): void {
@@ -259,7 +271,13 @@ export class MediatedDevice {
     this.pciClaim = undefined;
     this.env.bus.remove(this.address);
     // Back to power-on so a reopened device starts clean; this also releases routes and the line.
+    // Clean includes the migration state (RUNNING, streams abandoned, as a VFIO device is on open)
+    // and the broken mark, which the model reset below sets again if it throws.
     this.function.reset();
+    this.migration.resetState();
+    this.isBroken = false;
+    this.brokenCause = undefined;
+    this.updateAccepting();
     this.safeModelReset();
   }
 

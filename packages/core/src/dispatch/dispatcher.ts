@@ -51,6 +51,9 @@ export interface DispatchStats {
   faults: number;
 }
 
+/** `BigInt(n)` for access sizes and their alignment masks, made once: this is the exit hot path. */
+const BIG: readonly bigint[] = [0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n];
+
 const MAX_SPACE_END: Record<IoSpace, bigint> = {
   mmio: 1n << 64n,
   pio: 0x10000n,
@@ -113,7 +116,7 @@ export class IoDispatcher implements IoRequestSink {
     this.stats.reads++;
     const entry = this.find(space, address);
     // Fast path: an aligned access of ≤ 4 bytes inside one region.
-    if (entry !== undefined && size !== 8 && address + BigInt(size) <= entry.end && (address & BigInt(size - 1)) === 0n) {
+    if (entry !== undefined && size !== 8 && address + (BIG[size] as bigint) <= entry.end && (address & (BIG[size - 1] as bigint)) === 0n) {
       return BigInt(this.readPiece(space, entry, address, size));
     }
     let value = 0n;
@@ -127,8 +130,10 @@ export class IoDispatcher implements IoRequestSink {
   write(space: IoSpace, address: bigint, size: AccessSize, value: bigint): void {
     this.stats.writes++;
     const entry = this.find(space, address);
-    if (entry !== undefined && size !== 8 && address + BigInt(size) <= entry.end && (address & BigInt(size - 1)) === 0n) {
-      this.writePiece(space, entry, address, size, Number(BigInt.asUintN(size * 8, value)));
+    if (entry !== undefined && size !== 8 && address + (BIG[size] as bigint) <= entry.end && (address & (BIG[size - 1] as bigint)) === 0n) {
+      // Backends hand over `size` bytes in the low bits; the mask guards against a wider value.
+      const low = Number(value & 0xffff_ffffn);
+      this.writePiece(space, entry, address, size, size === 4 ? low : low & ((1 << (size * 8)) - 1));
       return;
     }
     for (const piece of this.pieces(space, address, size)) {
