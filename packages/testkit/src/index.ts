@@ -6,3 +6,4 @@
 export * from './sim/index.js';
 export * from './conformance/index.js';
 export * from './guests/index.js';
+export * from './fuzz/index.js';

@@ -8,9 +8,12 @@
  *                 └──────────────────── remove() ──────────────────► removed
  * ```
  *
- * Crash isolation: a model that throws is marked broken — its BARs read all-ones and drop
- * writes, its doorbells are ignored, `device-broken` is emitted with the cause — and the VM and
- * the other devices carry on. `reset()` or `remove()` recover.
+ * Crash isolation: a model that throws is marked broken — its trapped BARs read all-ones and
+ * drop writes, its doorbells are ignored, `device-broken` is emitted with the cause — and the VM
+ * and the other devices carry on. `reset()` or `remove()` recover. Direct BARs are plain memory
+ * the model never sees accesses to (a framebuffer): they stay readable and writable by the guest
+ * while the device is broken or stopped, on every backend (on Xen, where they are trapped and
+ * served from the same memory, too), and their content travels in the migration stream.
  */
 import type { AddressRange } from '../address.js';
 import { addressRange, rangesOverlap } from '../address.js';

@@ -441,13 +441,15 @@ export class PciFunction implements Disposable {
 
   /**
    * Function-level reset: configuration back to power-on (the multi-function bit stays), MSI-X
-   * table cleared and masked, routes disposed (pending interrupts dropped), INTx deasserted,
-   * BARs unmapped through `onBarChange`. The device model is reset separately.
+   * table cleared and masked, routes disposed (pending interrupts dropped), INTx deasserted and
+   * its line released, BARs unmapped through `onBarChange`. The device model is reset separately.
    */
   reset(): void {
     this.guard('pci.reset');
     this.msiRoutes?.disposeAll();
     this.msixRoutes?.disposeAll();
+    // The line too (it is made again on the next assertion): a closed device holds no interrupt.
+    this.releaseLine();
     this.config.restore(this.powerOn);
     this.msix?.resetTable();
     this.intxRequested = false;
@@ -552,6 +554,11 @@ export class PciFunction implements Disposable {
     this.closed = true;
     this.msiRoutes?.disposeAll();
     this.msixRoutes?.disposeAll();
+    this.releaseLine();
+  }
+
+  /** Deasserts and disposes the INTx line, if one was made. */
+  private releaseLine(): void {
     const line = this.line;
     this.line = undefined;
     if (line === undefined) return;
