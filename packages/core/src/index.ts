@@ -11,6 +11,7 @@ export * from './dirty/dirty-tracker.js';
 export * from './dispatch/dispatcher.js';
 export * from './firmware/bar-assigner.js';
 export * from './lifecycle/device-types.js';
+export * from './lifecycle/teardown.js';
 export * from './migration/state-codec.js';
 export * from './migration/index.js';
 export * from './pci/index.js';

@@ -35,6 +35,7 @@ import { BadHandleError, ExistsError, InvalidError, NotFoundError } from './erro
 import { BarAssigner } from './firmware/bar-assigner.js';
 import type { DeviceTypeInfo } from './lifecycle/device-types.js';
 import { DeviceTypeRegistry } from './lifecycle/device-types.js';
+import { closeOnExit, type CloseOnExitOptions } from './lifecycle/teardown.js';
 import { PciBus } from './pci/bus.js';
 import { ECAM_BUS_SIZE, PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_PORTS_LENGTH, PciHostBridge } from './pci/host-bridge.js';
 
@@ -195,6 +196,23 @@ export class Mediator extends EventEmitter<MediatorEvents> {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * Closes this mediator when the process gets SIGINT or SIGTERM or dies of an uncaught
+   * exception or unhandled rejection, then exits with the conventional status (128 + signal,
+   * or 1 with the error printed); see {@link closeOnExit}. The handlers go away when the
+   * mediator closes, or when the returned function is called.
+   */
+  closeOnExit(options?: CloseOnExitOptions): () => void {
+    this.guard('mediator.closeOnExit');
+    const remove = closeOnExit(this, options);
+    const onClosed = (): void => remove();
+    this.once('closed', onClosed);
+    return () => {
+      this.off('closed', onClosed);
+      remove();
+    };
   }
 
   /** Creates (and by default opens) the devices a config lists. */
