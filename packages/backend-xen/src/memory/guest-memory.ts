@@ -10,6 +10,7 @@
  * the contract still forbids it.
  */
 import {
+  BytesMemoryView,
   BadHandleError,
   InvalidError,
   isVmedError,
@@ -31,54 +32,11 @@ export const MAX_VIEW_BYTES = 1 << 30;
 /** Called after the device model wrote guest RAM (dirty reporting). */
 export type WriteObserver = (address: bigint, length: number) => void;
 
-class XenMemoryView implements MemoryView {
-  readonly address: bigint;
-  readonly length: number;
-  readonly access: MemoryAccess;
-  #bytes: Uint8Array | undefined;
-  #data: DataView | undefined;
-  readonly #onDispose: (view: XenMemoryView) => void;
-
-  constructor(address: bigint, bytes: Uint8Array, access: MemoryAccess, onDispose: (view: XenMemoryView) => void) {
-    this.address = address;
-    this.length = bytes.length;
-    this.access = access;
-    this.#bytes = bytes;
-    this.#onDispose = onDispose;
-  }
-
-  get bytes(): Uint8Array {
-    if (this.#bytes === undefined) throw new BadHandleError('memory.view', `view of ${hex(this.address)} is disposed`);
-    return this.#bytes;
-  }
-
-  get data(): DataView {
-    const bytes = this.bytes;
-    this.#data ??= new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return this.#data;
-  }
-
-  get disposed(): boolean {
-    return this.#bytes === undefined;
-  }
-
-  dispose(): void {
-    if (this.#bytes === undefined) return;
-    this.#bytes = undefined;
-    this.#data = undefined;
-    this.#onDispose(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
-}
-
 class XenPinnedRange implements PinnedRange {
   readonly address: bigint;
   readonly length: number;
   #lease: Lease | undefined;
-  readonly #views = new Set<XenMemoryView>();
+  readonly #views = new Set<BytesMemoryView>();
   readonly #onDispose: (pin: XenPinnedRange) => void;
 
   constructor(lease: Lease, onDispose: (pin: XenPinnedRange) => void) {
@@ -96,7 +54,7 @@ class XenPinnedRange implements PinnedRange {
     const lease = this.#lease;
     if (lease === undefined) throw new BadHandleError('memory.pin.view', `pin of ${hex(this.address)} is disposed`);
     if (access !== 'read' && access !== 'readwrite') throw new InvalidError('memory.pin.view', `unknown access ${String(access)}`);
-    const view = new XenMemoryView(this.address, lease.bytes, access, (v) => this.#views.delete(v));
+    const view = new BytesMemoryView(this.address, lease.bytes, access, (v) => this.#views.delete(v));
     this.#views.add(view);
     return view;
   }
@@ -119,7 +77,7 @@ class XenPinnedRange implements PinnedRange {
 export class XenGuestMemory implements GuestMemory, RamAccess {
   readonly ram: RangeSet<RamRegion>;
   readonly #cache: MapCache;
-  readonly #views = new Map<XenMemoryView, Lease>();
+  readonly #views = new Map<BytesMemoryView, Lease>();
   readonly #pins = new Set<XenPinnedRange>();
   #closed = false;
   /** Set by the backend while dirty tracking forwards device-model writes. */
@@ -169,7 +127,7 @@ export class XenGuestMemory implements GuestMemory, RamAccess {
     if (access !== 'read' && access !== 'readwrite') throw new InvalidError(op, `unknown access ${String(access)}`);
     this.#split(op, address, length);
     const lease = this.#cache.lease(address, length);
-    const view = new XenMemoryView(address, lease.bytes, access, (v) => {
+    const view = new BytesMemoryView(address, lease.bytes, access, (v) => {
       const held = this.#views.get(v);
       this.#views.delete(v);
       held?.release();
