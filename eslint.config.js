@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.bin', 'packages/testkit/guests/**/*.S'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '.vmed/**', '**/*.bin', 'packages/testkit/guests/**/*.S'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -10,7 +10,10 @@
  *
  * Threads: every method is called on the I/O context (the thread that called `attach`), and
  * every sink call, doorbell handler and tracked-write handler runs there. vCPU threads and the
- * poller thread only touch shared memory, eventfds and their own vCPU.
+ * poller thread only touch shared memory, eventfds and their own vCPU. When the I/O context
+ * is Node's main thread, it hears doorbells, resamples and forwarded exits through libuv
+ * handles on its own loop (`poller/uv-loop.ts`), one thread wake-up each; on a worker thread,
+ * through the poller thread and `Atomics.waitAsync`.
  */
 import {
   ExistsError,
@@ -18,7 +21,6 @@ import {
   UnsupportedError,
   addressRange,
   formatRange,
-  hex,
   rangesOverlap,
   StateError,
   type AddressRange,
@@ -57,15 +59,15 @@ import {
 import { KvmDoorbell, checkDoorbellOverlap } from './doorbells/doorbell.js';
 import { assertOpen, checkBigInt, checkInt } from './errors.js';
 import { GuestController } from './guest/controller.js';
-import { MemfdMapping } from './host/memfd.js';
 import { GsiRoutingTable, defaultIrqchipRoutes } from './interrupts/gsi-routing.js';
 import { KvmLineIrq } from './interrupts/line-irq.js';
 import { KvmMsiRoute } from './interrupts/msi-route.js';
 import { KvmSystem } from './ioctls/system.js';
 import type { KvmVcpu } from './ioctls/vcpu.js';
 import type { KvmVm } from './ioctls/vm.js';
+import { GuardedRam } from './memory/guarded-ram.js';
 import { KvmGuestMemory } from './memory/guest-memory.js';
-import { HostRam, type RamRegionSpec } from './memory/host-ram.js';
+import { HostRam } from './memory/host-ram.js';
 import { SlotTable } from './memory/slots.js';
 import {
   defaultRamLayout,
@@ -93,7 +95,7 @@ const ADOPT_SLOTS = { first: 32252, count: 512 } as const;
 interface Parts {
   readonly options: KvmBackendOptions;
   readonly vm: KvmVm;
-  readonly ramMapping: MemfdMapping | undefined;
+  readonly ramMapping: GuardedRam | undefined;
   readonly hostRam: HostRam;
   readonly slots: SlotTable;
   readonly routing: GsiRoutingTable | undefined;
@@ -107,6 +109,17 @@ interface Parts {
   };
 }
 
+/** {@link BackendResources}, and what only the KVM backend holds. */
+export interface KvmBackendResources extends BackendResources {
+  /**
+   * libuv poll handles on Node's main loop watching this session's doorbell and resample
+   * eventfds (when the I/O context is the main thread; 0 on a worker, where the poller thread
+   * watches them). Present while the session is open: a closed session reports the
+   * contract's fields only, all zero.
+   */
+  readonly pollHandles?: number;
+}
+
 /** The KVM backend. Made by {@link createBackend}. */
 export class KvmBackend implements Backend {
   readonly capabilities: BackendCapabilities;
@@ -115,7 +128,7 @@ export class KvmBackend implements Backend {
   /** `standalone` or `adopt`. */
   readonly mode: 'standalone' | 'adopt';
   readonly #vm: KvmVm;
-  readonly #ramMapping: MemfdMapping | undefined;
+  readonly #ramMapping: GuardedRam | undefined;
   readonly #hostRam: HostRam;
   readonly #slots: SlotTable;
   readonly #routing: GsiRoutingTable | undefined;
@@ -133,9 +146,9 @@ export class KvmBackend implements Backend {
   readonly #onError: (error: unknown) => void;
   #sink: IoRequestSink | undefined;
   /**
-   * Started with the session, not on first use: the thread that waits on doorbell and
-   * resample eventfds (and kicks an inline vCPU) is part of what a session holds, so
-   * `resources()` is the same before an object is made and after it is disposed.
+   * Started with the session, not on first use: the thread that kicks an inline vCPU (and,
+   * off the main thread, waits on doorbell and resample eventfds) is part of what a session
+   * holds, so `resources()` is the same before an object is made and after it is disposed.
    */
   readonly #poller: EventfdPoller;
   readonly #stopListening: () => void;
@@ -164,7 +177,7 @@ export class KvmBackend implements Backend {
       adoptedWithoutSlots ? 'an adopted VM needs the slot of every memory region for dirty logging' : undefined,
     );
     this.#tracker = new PageTracker(parts.hostRam, parts.slots, () => this.#quiesce(), this.#onError);
-    this.#server = new ExitServer({ sink: () => this.#sink, tracker: this.#tracker, onError: this.#onError });
+    this.#server = new ExitServer({ tracker: this.#tracker, onError: this.#onError });
     const irqchip = parts.options.irqchip ?? 'kernel';
     this.capabilities = Object.freeze({
       hypervisor: 'kvm',
@@ -205,7 +218,11 @@ export class KvmBackend implements Backend {
       parts.ramMapping?.close();
       throw error;
     }
-    return new KvmBackend(parts, poller);
+    const backend = new KvmBackend(parts, poller);
+    // The session is handed out with its poller thread up: `resources()` and the process's
+    // fd and thread counts then hold still until the owner makes or disposes something.
+    await poller.ready;
+    return backend;
   }
 
   get closed(): boolean {
@@ -226,6 +243,7 @@ export class KvmBackend implements Backend {
     if (this.#sink !== undefined) throw new StateError('kvm.attach', 'a sink is already attached');
     if (typeof sink?.read !== 'function' || typeof sink.write !== 'function') throw new InvalidError('kvm.attach', 'sink must have read and write');
     this.#sink = sink;
+    this.#server.sink = sink;
   }
 
   claimIo(space: 'mmio' | 'pio', range: AddressRange): IoClaim {
@@ -354,12 +372,16 @@ export class KvmBackend implements Backend {
   /**
    * Exact counts of what this session holds. The I/O thread's poller (one thread, an epoll
    * set and a control eventfd, shared by the sessions of that thread) counts in each session
-   * holding it. Callable after close: all zeros.
+   * holding it; so do the libuv poll handles of its doorbells and level lines
+   * (`pollHandles`). Callable after close: all zeros.
    */
-  resources(): BackendResources {
+  resources(): KvmBackendResources {
     if (this.#closed) {
       return { fds: 0, mappings: 0, msiRoutes: 0, lineIrqs: 0, doorbells: 0, claims: 0, pins: 0, pageTracks: 0, workers: 0 };
     }
+    let pollHandles = 0;
+    for (const d of this.#doorbells) pollHandles += d.pollHandles;
+    for (const l of this.#lines) pollHandles += l.pollHandles;
     const openVcpus = this.#vcpus.filter((v) => !v.closed).length;
     let fds = (this.#vm.owned ? 1 : 0) + openVcpus + (this.#ramMapping === undefined ? 0 : 1) + this.#shared.size + this.#doorbells.size;
     for (const r of this.#msiRoutes) fds += r.fds;
@@ -375,6 +397,7 @@ export class KvmBackend implements Backend {
       pins: this.memory.pinCount,
       pageTracks: this.#tracker.count,
       workers: (this.#guest?.workerCount ?? 0) + (this.#pollerReleased ? 0 : 1),
+      pollHandles,
     };
   }
 
@@ -445,7 +468,7 @@ export class KvmBackend implements Backend {
 
   #forward(kind: number, address: bigint, size: number, count: number, data: Uint8Array, isWrite: boolean): void {
     const mailbox = (this.#forwardMailbox ??= Mailbox.local());
-    mailbox.setRequest(kind, address, size, isWrite, count);
+    mailbox.setRequest(kind, Number(address & 0xffff_ffffn), Number(address >> 32n), size, isWrite, count);
     if (isWrite) mailbox.data.set(data);
     this.#server.serve(mailbox, -1);
     if (!isWrite) data.set(mailbox.data.subarray(0, data.length));
@@ -471,19 +494,16 @@ function buildStandalone(options: StandaloneOptions): Parts {
     cleanup.push(() => vm.close());
     const caps = capabilitiesOf(vm);
     const irqchip = options.irqchip ?? 'kernel';
-    // Sorted, validated once; each region lands at the next offset of one memfd.
+    // Sorted, validated once; each region lands at the next offset of one memfd, each run of
+    // guest-adjacent regions between PROT_NONE guard pages (see memory/guarded-ram.ts).
     const sorted = [...layout].sort((a, b) => (BigInt(a.base) < BigInt(b.base) ? -1 : 1));
-    const total = sorted.reduce((sum, r) => sum + BigInt(r.size), 0n);
-    if (total > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidError(op, `RAM size ${hex(total)} is too large`);
-    const ramMapping = MemfdMapping.create('vmed-ram', Number(total), op);
+    const ramMapping = GuardedRam.create(
+      'vmed-ram',
+      sorted.map((r) => ({ base: BigInt(r.base), length: BigInt(r.size), ...(r.name === undefined ? {} : { name: r.name }) })),
+      op,
+    );
     cleanup.push(() => ramMapping.close());
-    let offset = 0n;
-    const specs: RamRegionSpec[] = sorted.map((r) => {
-      const spec: RamRegionSpec = { base: BigInt(r.base), length: BigInt(r.size), hostAddress: ramMapping.address + offset, ...(r.name === undefined ? {} : { name: r.name }) };
-      offset += BigInt(r.size);
-      return spec;
-    });
-    const hostRam = new HostRam(specs, op, false);
+    const hostRam = new HostRam(ramMapping.regions, op, false);
     const free = (base: bigint, length: bigint): boolean => !hostRam.ram.ranges.some((r) => rangesOverlap(r, { base: base as never, length }));
     if (vm.checkExtension(KVM_CAP_SET_TSS_ADDR) > 0 && free(BigInt(TSS_ADDRESS), 0x3000n)) vm.setTssAddress(TSS_ADDRESS);
     if (vm.checkExtension(KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0 && free(IDENTITY_MAP_ADDRESS, 0x1000n)) vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);

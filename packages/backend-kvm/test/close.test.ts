@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addressRange, isVmedError } from '@vmed/core';
 import { createBackend, type KvmBackend } from '../src/index.js';
+import { uvHandleCounts } from '../src/poller/uv-loop.js';
 import { assemble } from './helpers/assemble.js';
 import { KVM_SKIP, RecordingSink, osResources, until } from './helpers/kvm.js';
 
@@ -74,7 +75,11 @@ describe('close', () => {
         pins: 1,
         pageTracks: 1,
         workers: (execution === 'worker' ? 2 : 0) + 1,
+        // The test runs on the main thread: the doorbells and the level line's resample fd
+        // are watched by libuv poll handles on its loop.
+        pollHandles: 3,
       });
+      expect(uvHandleCounts().open).toBeGreaterThanOrEqual(3);
       // Each worker thread also holds fds of its own event loop, so only the kernel objects
       // above are compared exactly; after close everything must be back to the baseline.
       const during = osResources();
@@ -85,6 +90,10 @@ describe('close', () => {
       await b.close();
       expect(b.closed).toBe(true);
       expect(b.resources()).toEqual({ fds: 0, mappings: 0, msiRoutes: 0, lineIrqs: 0, doorbells: 0, claims: 0, pins: 0, pageTracks: 0, workers: 0 });
+      // Every poll handle is stopped at close and its memory freed by libuv's close callback,
+      // which runs on a later loop turn.
+      expect(uvHandleCounts().open).toBe(0);
+      await until(() => uvHandleCounts().closing === 0);
       // Threads and fds exactly; mappings: the session's own (memfds, kvm_run) exactly — the
       // total also counts allocator caches that outlive the worker threads (see osResources).
       const after = osResources();

@@ -12,7 +12,7 @@ import { isVmedError } from '@vmed/core';
 import { createBackend, type KvmBackend } from '../src/index.js';
 import { assemble } from './helpers/assemble.js';
 import { PROLOGUE } from './helpers/guest32.js';
-import { KVM_SKIP, RecordingSink, osResources, until } from './helpers/kvm.js';
+import { KVM_SKIP, RecordingSink, osResources, settledOsResources, until } from './helpers/kvm.js';
 
 const GUEST = `${PROLOGUE}
   gate 0x40, handler_a
@@ -131,7 +131,7 @@ describe('MSI routes', () => {
     // The kernel accepts the full table: program the highest GSI and a low one.
     routes[routes.length - 1]!.setMsi(MSI_A);
     routes[0]!.setMsi(MSI_B);
-    const before = { resources: backend.resources(), os: osResources() };
+    const before = { resources: backend.resources(), os: await settledOsResources() };
     let error: unknown;
     try {
       backend.createMsiRoute();

@@ -1,9 +1,10 @@
 /**
  * Doorbells on KVM: `KVM_IOEVENTFD` turns a guest write that matches (space, address, length,
  * optional data) into an eventfd signal inside the kernel; the vCPU does not exit to
- * userspace. The poller thread wakes the I/O context (the thread that attached the sink),
- * which reads the eventfd counter and calls the handler with the number of writes coalesced
- * since the last call.
+ * userspace. The I/O context (the thread that attached the sink) hears the eventfd through
+ * the poller (a libuv poll handle on Node's main loop, or the poller thread for a worker, see
+ * `poller/eventfd-poller.ts`), reads the counter and calls the handler with the number of
+ * writes coalesced since the last call.
  */
 import {
   ExistsError,
@@ -89,6 +90,11 @@ export class KvmDoorbell implements Doorbell {
   }
   get disposed(): boolean {
     return this.#disposed;
+  }
+
+  /** libuv poll handles this doorbell holds on the main loop (0 or 1). */
+  get pollHandles(): number {
+    return !this.#disposed && this.#poller.hasLoopHandle(this.#token) ? 1 : 0;
   }
 
   dispose(): void {

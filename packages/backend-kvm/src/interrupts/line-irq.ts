@@ -75,6 +75,11 @@ export class KvmLineIrq implements LineIrq {
     return this.#resamples;
   }
 
+  /** libuv poll handles this line holds on the main loop (a level line's resample fd: 0 or 1). */
+  get pollHandles(): number {
+    return !this.#disposed && this.#token !== undefined && this.#poller?.hasLoopHandle(this.#token) === true ? 1 : 0;
+  }
+
   /** Eventfds this line holds. */
   get fds(): number {
     return this.#disposed ? 0 : this.#resample === undefined ? 1 : 2;

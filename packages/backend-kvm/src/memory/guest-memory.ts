@@ -1,7 +1,9 @@
 /**
  * {@link GuestMemory} over KVM guest RAM: copies, zero-copy views and pins, every one checked
  * against the RAM map before a byte moves. A guest address outside RAM is `Invalid` (with
- * `bytesDone: 0`), never a host access.
+ * `bytesDone: 0`), never a host access. Behind that check, standalone RAM sits between
+ * `PROT_NONE` guard pages (`guarded-ram.ts`): a host access that got past it would fault
+ * rather than read or write the memory next to guest RAM.
  *
  * Views alias the RAM mapping directly (`koffi.view`, no syscall). An external ArrayBuffer
  * cannot be detached, so a disposed view refuses `bytes`/`data` but an array taken from it
@@ -10,6 +12,7 @@
  * views read-only).
  */
 import {
+  BytesMemoryView,
   BadHandleError,
   InvalidError,
   hex,
@@ -29,49 +32,6 @@ interface Piece {
   readonly range: HostRamRegion;
   readonly offset: bigint;
   readonly length: bigint;
-}
-
-class KvmMemoryView implements MemoryView {
-  readonly address: bigint;
-  readonly length: number;
-  readonly access: MemoryAccess;
-  #bytes: Uint8Array | undefined;
-  #data: DataView | undefined;
-  readonly #onDispose: (view: KvmMemoryView) => void;
-
-  constructor(address: bigint, bytes: Uint8Array, access: MemoryAccess, onDispose: (view: KvmMemoryView) => void) {
-    this.address = address;
-    this.length = bytes.length;
-    this.access = access;
-    this.#bytes = bytes;
-    this.#onDispose = onDispose;
-  }
-
-  get bytes(): Uint8Array {
-    if (this.#bytes === undefined) throw new BadHandleError('memory.view.bytes');
-    return this.#bytes;
-  }
-
-  get data(): DataView {
-    const bytes = this.bytes;
-    this.#data ??= new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return this.#data;
-  }
-
-  get disposed(): boolean {
-    return this.#bytes === undefined;
-  }
-
-  dispose(): void {
-    if (this.#bytes === undefined) return;
-    this.#bytes = undefined;
-    this.#data = undefined;
-    this.#onDispose(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 }
 
 class KvmPinnedRange implements PinnedRange {
@@ -116,7 +76,7 @@ class KvmPinnedRange implements PinnedRange {
 export class KvmGuestMemory implements GuestMemory {
   readonly #host: HostRam;
   readonly #pins: PinTable;
-  readonly #views = new Set<KvmMemoryView>();
+  readonly #views = new Set<BytesMemoryView>();
   readonly #pinned = new Set<KvmPinnedRange>();
   #closed = false;
 
@@ -171,8 +131,10 @@ export class KvmGuestMemory implements GuestMemory {
       }
       expected += p.length;
     }
-    const bytes = new Uint8Array(hostView(host, length));
-    const view = new KvmMemoryView(address, bytes, access, (v) => this.#views.delete(v));
+    // One region's cached window when the range fits in it; a fresh host view only for a range
+    // across host-contiguous regions or a chunk boundary.
+    const bytes = (pieces.length === 1 ? this.#host.windowAt(first.range, first.offset, length) : undefined) ?? new Uint8Array(hostView(host, length));
+    const view = new BytesMemoryView(address, bytes, access, (v) => this.#views.delete(v));
     this.#views.add(view);
     return view;
   }

@@ -2,9 +2,11 @@
  * Guest RAM as the host sees it: each RAM region with the host address its bytes live at,
  * validated once (page aligned, sorted, no overlap), and the zero-copy windows over it.
  *
- * Standalone: one memfd mapped once, the regions at consecutive offsets in guest-address
- * order (so guest-adjacent regions are host-adjacent too). Adopt: the embedding VMM's
- * mappings, each checked to be mapped (`msync` probe) before it is trusted.
+ * Standalone: one memfd, the regions at consecutive offsets in guest-address order, each run
+ * of guest-adjacent regions mapped host-adjacent between `PROT_NONE` guard pages, so a host
+ * access past the end of guest RAM faults instead of touching other memory (see
+ * `guarded-ram.ts`). Adopt: the embedding VMM's mappings, each checked to be mapped (`msync`
+ * probe) before it is trusted.
  */
 import { InvalidError, RangeSet, guestAddress, hex, type GuestAddress, type RamRegion } from '@vmed/core';
 import { MS_ASYNC, hostView, lastErrno, libc } from '../abi/libc.js';
@@ -73,6 +75,19 @@ export class HostRam {
       done += n;
       at += BigInt(n);
     }
+  }
+
+  /**
+   * A zero-copy window on `[offset, offset+length)` of `region` cut from the cached chunk, or
+   * `undefined` when the range crosses a chunk boundary. Views are made this way because each
+   * `koffi.view` is a new external ArrayBuffer: V8 counts it as external memory, and making
+   * one per DMA view drove full garbage collections (the `dma.*` benchmarks).
+   */
+  windowAt(region: HostRamRegion, offset: bigint, length: number): Uint8Array | undefined {
+    const chunkIndex = Number(offset / BigInt(CHUNK_BYTES));
+    const within = Number(offset - BigInt(chunkIndex) * BigInt(CHUNK_BYTES));
+    const chunk = this.#chunk(region, chunkIndex);
+    return within + length <= chunk.length ? chunk.subarray(within, within + length) : undefined;
   }
 
   /** Drops the cached windows (before the memory is unmapped). */

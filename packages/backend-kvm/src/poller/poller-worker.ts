@@ -15,6 +15,7 @@ import {
 import { KVM_RUN_OFFSETS } from '../abi/kvm.js';
 import {
   CONTROL_TOKEN,
+  DELIVERY_THREAD,
   P,
   POLLER_EXITED,
   POLLER_FAILED,
@@ -76,7 +77,8 @@ function main(data: PollerWorkerData): void {
         continue;
       }
       if (token <= 0 || token >= data.capacity) continue;
-      Atomics.or(words, P_READY_WORD + (token >>> 5), 1 << (token & 31));
+      // With loop delivery the main loop finds the ready fds itself; only SEQ matters.
+      if (Atomics.load(words, P.DELIVERY) === DELIVERY_THREAD) Atomics.or(words, P_READY_WORD + (token >>> 5), 1 << (token & 31));
       ready = true;
     }
     if (ready) {

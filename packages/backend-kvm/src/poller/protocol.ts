@@ -1,10 +1,14 @@
 /**
  * Layout of the SharedArrayBuffer between the I/O context and the poller thread.
  *
- * The poller blocks in `epoll_wait` on every eventfd the I/O context must hear about (doorbell
- * ioeventfds, level-line resample fds). When some become readable it sets their token bits in
- * READY, bumps SEQ and `Atomics.notify`s it; the I/O context waits on SEQ with
- * `Atomics.waitAsync`, clears the bits it finds and reads those eventfds itself.
+ * The poller blocks in `epoll_wait` on the eventfds the I/O context must hear about (doorbell
+ * ioeventfds, level-line resample fds). When some become readable it bumps SEQ and
+ * `Atomics.notify`s it. With DELIVERY = DELIVERY_THREAD (an I/O context on a worker thread)
+ * it also sets their token bits in READY first; the I/O context waits on SEQ with
+ * `Atomics.waitAsync`, clears the bits it finds and reads those eventfds itself. With
+ * DELIVERY_LOOP (Node's main thread) the main loop watches the fds itself with libuv poll
+ * handles (see `uv-loop.ts`), and the epoll set holds them only while an inline vCPU runs:
+ * SEQ then only tells the inline slice that a doorbell is waiting.
  *
  * The poller is also the kicker of an inline vCPU (one that runs `KVM_RUN` on the I/O
  * context's own thread): while INLINE is set it wakes every QUANTUM_MS, and if the I/O thread
@@ -27,7 +31,12 @@ export const P = {
   STOP: 9,
   PID: 10,
   SIGNAL: 11,
+  DELIVERY: 12,
 } as const;
+
+/** DELIVERY values. */
+export const DELIVERY_THREAD = 0;
+export const DELIVERY_LOOP = 1;
 
 /** BigInt64 index of the inline vCPU's kvm_run address. */
 export const P_RUN_ADDRESS = 8;

@@ -4,6 +4,10 @@
  * every guest write exits as MMIO. The exit reaches {@link PageTracker.handleWrite} before the
  * sink; the tracked-write handler says whether the store lands in RAM (`apply`, written through
  * the host mapping and marked dirty when logging) or is swallowed (`drop`).
+ *
+ * Every MMIO write exit asks here first, so the question is cheap: {@link PageTracker.tracking}
+ * is false while nothing is tracked (the exit path then does not call in at all), and an
+ * address outside the span of all tracked ranges is refused with two comparisons.
  */
 import {
   ExistsError,
@@ -65,6 +69,9 @@ export class PageTracker implements TrackedWriteSink {
   readonly #quiesce: Quiesce;
   readonly #onError: (error: unknown) => void;
   readonly #tracked = new Map<KvmPageTrack, Tracked>();
+  /** The span of every tracked range, [low, high): most exits miss it with two comparisons. */
+  #low = 0n;
+  #high = 0n;
 
   constructor(ram: HostRam, slots: SlotTable, quiesce: Quiesce, onError: (error: unknown) => void) {
     this.#ram = ram;
@@ -96,10 +103,12 @@ export class PageTracker implements TrackedWriteSink {
     }
     const track = new KvmPageTrack(range, () => this.#untrack(track));
     this.#tracked.set(track, { range, region, handler });
+    this.#span();
     try {
       this.#relayout(region);
     } catch (error) {
       this.#tracked.delete(track);
+      this.#span();
       throw error;
     }
     return track;
@@ -110,7 +119,13 @@ export class PageTracker implements TrackedWriteSink {
     for (const track of [...this.#tracked.keys()]) track.dispose();
   }
 
-  handleWrite(address: bigint, bytes: Uint8Array): boolean {
+  /** True while some range is tracked (the exit path asks before calling {@link handleWrite}). */
+  get tracking(): boolean {
+    return this.#tracked.size > 0;
+  }
+
+  handleWrite(address: bigint, data: DataView, at: number, size: number): boolean {
+    if (address < this.#low || address >= this.#high) return false;
     let hit: Tracked | undefined;
     for (const t of this.#tracked.values()) {
       if (address >= t.range.base && address < t.range.base + t.range.length) {
@@ -119,9 +134,12 @@ export class PageTracker implements TrackedWriteSink {
       }
     }
     if (hit === undefined) return false;
-    const size = bytes.length;
     const end = address + BigInt(size);
     if (end > hit.region.base + hit.region.length) return false; // not RAM past the region: let the sink see it
+    // A tracked write is rare next to an ordinary exit: copy its bytes out of kvm_run (or the
+    // mailbox) once, here, rather than on every exit.
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i++) bytes[i] = data.getUint8(at + i);
     const pieces: Array<{ at: number; size: AccessSize }> =
       size === 1 || size === 2 || size === 4 || size === 8 ? [{ at: 0, size }] : Array.from({ length: size }, (_, i) => ({ at: i, size: 1 as const }));
     for (const piece of pieces) {
@@ -148,12 +166,25 @@ export class PageTracker implements TrackedWriteSink {
     const t = this.#tracked.get(track);
     if (t === undefined) return;
     this.#tracked.delete(track);
+    this.#span();
     try {
       this.#relayout(t.region);
     } catch (error) {
       // The range stays read-only in KVM; writes to it still exit and reach the sink.
       this.#onError(error);
     }
+  }
+
+  #span(): void {
+    let low: bigint | undefined;
+    let high = 0n;
+    for (const t of this.#tracked.values()) {
+      if (low === undefined || t.range.base < low) low = t.range.base;
+      const end = t.range.base + t.range.length;
+      if (end > high) high = end;
+    }
+    this.#low = low ?? 0n;
+    this.#high = high;
   }
 
   #relayout(region: HostRamRegion): void {

@@ -8,6 +8,8 @@
  * (`setImmediate`) so timers, promises and doorbell handlers run. A guest that exits
  * constantly still yields: the kick sets `immediate_exit`, so the next `KVM_RUN` of the slice
  * returns at once.
+ *
+ * Each exit is served in place in `kvm_run` (`serveExit` in `exits.ts`): no copy, no object.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { libc } from '../abi/libc.js';
@@ -15,9 +17,7 @@ import type { KvmVcpu } from '../ioctls/vcpu.js';
 import type { EventfdPoller } from '../poller/eventfd-poller.js';
 import type { ExitServer } from './exit-server.js';
 import type { ExecutionState, VcpuExecution } from './execution.js';
-import { EXIT_CONTINUE, EXIT_FINISH, completeExit, decodeExit, finishOf, type VcpuFinish } from './exits.js';
-import { ACTION_FINISH, Mailbox } from './mailbox.js';
-import { readLe } from './bytes.js';
+import { EXIT_CONTINUE, EXIT_DONE, EXIT_FINISH, finishOf, serveExit, type VcpuFinish } from './exits.js';
 
 type Command = 'run' | 'pause' | 'stop';
 
@@ -27,7 +27,6 @@ export class InlineVcpu implements VcpuExecution {
   readonly #vcpu: KvmVcpu;
   readonly #server: ExitServer;
   readonly #poller: EventfdPoller;
-  readonly #mailbox = Mailbox.local();
   #command: Command = 'run';
   #state: ExecutionState = 'starting';
   #wakeParked: (() => void) | undefined;
@@ -137,14 +136,12 @@ export class InlineVcpu implements VcpuExecution {
 
   /** Serves one exit; returns a finish record when the vCPU is done. */
   #handleExit(): VcpuFinish | undefined {
-    const decoded = decodeExit(this.#vcpu, this.#mailbox);
-    if (decoded === EXIT_CONTINUE) return undefined;
-    if (decoded === EXIT_FINISH) return finishOf(this.#vcpu);
-    this.#server.serve(this.#mailbox, this.index);
-    completeExit(this.#vcpu, this.#mailbox);
+    const served = serveExit(this.#vcpu, this.#server);
+    if (served === EXIT_CONTINUE) return undefined;
+    if (served === EXIT_FINISH) return finishOf(this.#vcpu);
     this.#pending = true;
-    if (this.#mailbox.action === ACTION_FINISH) {
-      const done: VcpuFinish = { vcpu: this.index, reason: 'done', value: readLe(this.#mailbox.data, 0, this.#mailbox.size) };
+    if (served === EXIT_DONE) {
+      const done: VcpuFinish = { vcpu: this.index, reason: 'done', value: this.#server.doneValues.get(this.index) ?? 0n };
       return this.#flush() ?? done;
     }
     return undefined;

@@ -6,9 +6,10 @@
  * STATE, keeps IN_RUN set while it may be inside `KVM_RUN` (set before it re-reads CTRL, so a
  * command written before the kick is never missed) and publishes its TID.
  *
- * Exits: the vCPU thread writes one request (an MMIO or port access, string I/O included),
- * bumps REQ_SEQ and waits until RESP_SEQ equals it; the I/O context serves the request
- * (answering reads in DATA, setting ACTION) and stores RESP_SEQ.
+ * Exits: the vCPU thread writes one request (an MMIO or port access, string I/O included;
+ * the address as two 32-bit words, so neither side makes a bigint for it), bumps REQ_SEQ,
+ * wakes the I/O context (see `worker-vcpu.ts`) and waits until RESP_SEQ equals it; the I/O
+ * context serves the request (answering reads in DATA, setting ACTION) and stores RESP_SEQ.
  */
 
 /** Int32 word indices. */
@@ -24,10 +25,10 @@ export const M = {
   WRITE: 8,
   COUNT: 9,
   ACTION: 10,
+  /** The access address (guest-physical address or port), low and high 32 bits. */
+  ADDR_LO: 16,
+  ADDR_HI: 17,
 } as const;
-
-/** BigInt64 index of the access address (guest-physical address or port). */
-export const M_ADDRESS = 8;
 /** Byte offset of the data area. */
 export const M_DATA = 128;
 /** Data area size: one page, the most a string I/O exit carries (`count * size`). */
@@ -58,49 +59,14 @@ export const ACTION_FINISH = 1;
 export class Mailbox {
   readonly buffer: SharedArrayBuffer | ArrayBuffer;
   readonly words: Int32Array;
-  readonly big: BigInt64Array;
   readonly data: Uint8Array;
   readonly dataView: DataView;
 
   constructor(buffer: SharedArrayBuffer | ArrayBuffer) {
     this.buffer = buffer;
     this.words = new Int32Array(buffer, 0, M_DATA / 4);
-    this.big = new BigInt64Array(buffer, 0, M_DATA / 8);
     this.data = new Uint8Array(buffer, M_DATA, M_DATA_BYTES);
     this.dataView = new DataView(buffer, M_DATA, M_DATA_BYTES);
-  }
-
-  /** The little-endian value of an access of `size` (1, 2, 4 or 8) bytes at data offset `at`. */
-  value(at: number, size: 1 | 2 | 4 | 8): bigint {
-    const v = this.dataView;
-    switch (size) {
-      case 1:
-        return BigInt(v.getUint8(at));
-      case 2:
-        return BigInt(v.getUint16(at, true));
-      case 4:
-        return BigInt(v.getUint32(at, true));
-      default:
-        return v.getBigUint64(at, true);
-    }
-  }
-
-  /** Stores the low `size` bytes of `value` little-endian at data offset `at`. */
-  setValue(at: number, size: 1 | 2 | 4 | 8, value: bigint): void {
-    const v = this.dataView;
-    switch (size) {
-      case 1:
-        v.setUint8(at, Number(value & 0xffn));
-        break;
-      case 2:
-        v.setUint16(at, Number(value & 0xffffn), true);
-        break;
-      case 4:
-        v.setUint32(at, Number(value & 0xffff_ffffn), true);
-        break;
-      default:
-        v.setBigUint64(at, BigInt.asUintN(64, value), true);
-    }
   }
 
   static shared(): Mailbox {
@@ -124,7 +90,7 @@ export class Mailbox {
     return this.words[M.COUNT] as number;
   }
   get address(): bigint {
-    return BigInt.asUintN(64, this.big[M_ADDRESS] as bigint);
+    return (BigInt((this.words[M.ADDR_HI] as number) >>> 0) << 32n) | BigInt((this.words[M.ADDR_LO] as number) >>> 0);
   }
   get action(): number {
     return this.words[M.ACTION] as number;
@@ -133,13 +99,18 @@ export class Mailbox {
     this.words[M.ACTION] = value;
   }
 
-  /** Fills in a request (the vCPU side); data is copied by the caller into {@link data}. */
-  setRequest(kind: number, address: bigint, size: number, isWrite: boolean, count: number): void {
-    this.words[M.KIND] = kind;
-    this.big[M_ADDRESS] = BigInt.asIntN(64, address);
-    this.words[M.SIZE] = size;
-    this.words[M.WRITE] = isWrite ? 1 : 0;
-    this.words[M.COUNT] = count;
-    this.words[M.ACTION] = ACTION_CONTINUE;
+  /**
+   * Fills in a request (the vCPU side) for the address `high:low` (32-bit halves, no bigint on
+   * the exit path); data is copied by the caller into {@link data}.
+   */
+  setRequest(kind: number, low: number, high: number, size: number, isWrite: boolean, count: number): void {
+    const w = this.words;
+    w[M.KIND] = kind;
+    w[M.ADDR_LO] = low;
+    w[M.ADDR_HI] = high;
+    w[M.SIZE] = size;
+    w[M.WRITE] = isWrite ? 1 : 0;
+    w[M.COUNT] = count;
+    w[M.ACTION] = ACTION_CONTINUE;
   }
 }

@@ -8,6 +8,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { errnoName, libc } from '../abi/libc.js';
+import { uvAsyncSender } from '../poller/uv-abi.js';
 import { BorrowedVcpu, RUN_EXIT, RUN_INTERRUPTED, type VcpuRunHandle } from '../ioctls/vcpu-runner.js';
 import { readLe } from './bytes.js';
 import { EXIT_CONTINUE, EXIT_FINISH, completeExit, decodeExit, finishOf, type VcpuFinish } from './exits.js';
@@ -26,6 +27,20 @@ import {
 export interface VcpuWorkerData {
   readonly handle: VcpuRunHandle;
   readonly shared: SharedArrayBuffer;
+  /**
+   * Address of the I/O context's `uv_async_t` on Node's main loop, which this thread sends to
+   * after posting a request (see `poller/uv-loop.ts`); 0n when the I/O context waits with
+   * `Atomics.waitAsync` instead. The handle stays open until this thread has exited.
+   */
+  readonly wakeHandle: bigint;
+}
+
+/** Wakes the I/O context after a request is posted. */
+type Wake = (words: Int32Array) => void;
+
+/** An I/O context on a worker thread waits on REQ_SEQ with `Atomics.waitAsync`. */
+function notifyWake(words: Int32Array): void {
+  Atomics.notify(words, M.REQ_SEQ);
 }
 
 function setState(words: Int32Array, state: number): void {
@@ -34,10 +49,10 @@ function setState(words: Int32Array, state: number): void {
 }
 
 /** Posts the request in the mailbox and blocks until the I/O context has answered it. */
-function request(words: Int32Array): void {
+function request(words: Int32Array, wake: Wake): void {
   const seq = (Atomics.load(words, M.REQ_SEQ) + 1) | 0;
   Atomics.store(words, M.REQ_SEQ, seq);
-  Atomics.notify(words, M.REQ_SEQ);
+  wake(words);
   for (;;) {
     const answered = Atomics.load(words, M.RESP_SEQ);
     if (answered === seq) return;
@@ -45,7 +60,7 @@ function request(words: Int32Array): void {
   }
 }
 
-function runLoop(vcpu: BorrowedVcpu, mailbox: Mailbox): VcpuFinish {
+function runLoop(vcpu: BorrowedVcpu, mailbox: Mailbox, wake: Wake): VcpuFinish {
   const words = mailbox.words;
   // An access answered but not yet consumed by KVM_RUN (which completes it on entry).
   let pending = false;
@@ -84,7 +99,7 @@ function runLoop(vcpu: BorrowedVcpu, mailbox: Mailbox): VcpuFinish {
     const decoded = decodeExit(vcpu, mailbox);
     if (decoded === EXIT_CONTINUE) continue;
     if (decoded === EXIT_FINISH) return finishOf(vcpu);
-    request(words);
+    request(words, wake);
     completeExit(vcpu, mailbox);
     pending = true;
     if (mailbox.action === ACTION_FINISH) {
@@ -102,7 +117,8 @@ function main(data: VcpuWorkerData): void {
   setState(words, STATE_RUNNING);
   let finish: VcpuFinish;
   try {
-    finish = runLoop(vcpu, mailbox);
+    // On the main thread the I/O context listens on its libuv async handle, which outlives us.
+    finish = runLoop(vcpu, mailbox, data.wakeHandle === 0n ? notifyWake : uvAsyncSender(data.wakeHandle));
   } finally {
     setState(words, STATE_FINISHED);
     // Wakes the I/O context's request waiter so it sees the thread is gone.

@@ -72,6 +72,22 @@ export function osResources(): { fds: number; mappings: number; kvmMappings: num
   };
 }
 
+/**
+ * {@link osResources} once the process holds still: worker threads of an earlier test exit
+ * asynchronously and take their event loop's fds with them, so a snapshot taken while they
+ * wind down would drift under a count that is meant to compare exactly.
+ */
+export async function settledOsResources(): Promise<ReturnType<typeof osResources>> {
+  let last = osResources();
+  for (let stable = 0; stable < 5; ) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const now = osResources();
+    stable = now.fds === last.fds && now.threads === last.threads ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 /** Resolves when `predicate` holds, checking after each turn of the event loop. */
 export async function until(predicate: () => boolean): Promise<void> {
   while (!predicate()) await new Promise((resolve) => setTimeout(resolve, 1));
