@@ -51,9 +51,9 @@ import {
   type TrackedWriteHandler,
   type VmedError,
 } from '@vmed/core';
-import { HVMMEM_ioreq_server, HVMMEM_ram_rw, XEN_DMOP_IOREQ_MEM_ACCESS_WRITE, XS_PERM_NONE, XS_PERM_READ } from './abi/xen.js';
+import { HVMMEM_ioreq_server, HVMMEM_ram_rw, XEN_DMOP_IOREQ_MEM_ACCESS_WRITE } from './abi/xen.js';
 import { detectGuestType, type XenGuestType } from './guest.js';
-import { XenEventChannelRoute } from './interrupts/event-channel.js';
+import { openEventChannel, type XenEventChannelRoute } from './interrupts/event-channel.js';
 import { XenLineIrq, checkLineTarget } from './interrupts/lines.js';
 import { XenMsiRoute, checkMsiMessage, formatMsi, isX86MsiAddress } from './interrupts/msi.js';
 import { DoorbellTable } from './ioreq/doorbells.js';
@@ -69,6 +69,7 @@ import { MapCache } from './memory/map-cache.js';
 import { defaultRamMap, parseMemoryKib } from './memory/ram-map.js';
 import { resolveXenOptions, type ResolvedXenOptions } from './options.js';
 import { registerTeardown } from './teardown.js';
+import { processWatchdog } from './watchdog/client.js';
 import { XenDirtyLog } from './tracking/dirty.js';
 import { PageTracker } from './tracking/page-track.js';
 import { UndoStack } from './util/undo.js';
@@ -198,6 +199,8 @@ export class XenBackend implements Backend {
     this.capabilities = Object.freeze({
       hypervisor: 'xen',
       pciConfig: 'hypervisor',
+      // A PVH guest has no chipset: nobody else would answer reads of 0xCF8 or be 00:00.0.
+      pciHostBridge: init.guestType === 'pvh' ? 'device-model' : 'platform',
       directRegions: false,
       maxMsiRoutes: XEN_MAX_MSI_ROUTES,
       signalMsi: true,
@@ -269,6 +272,7 @@ export class XenBackend implements Backend {
           wait: options.wait,
           idlePollMs: options.idlePollMs,
           legacyMapping: options.legacyPageMapping,
+          ...(options.watchdog ? { watch: (id: number) => processWatchdog().watch(options.domid, id, (e) => backend.#fault(e)) } : {}),
         },
         backend.#targets,
       );
@@ -297,6 +301,22 @@ export class XenBackend implements Backend {
   get server(): { readonly id: number; readonly vcpus: number; readonly pageMapping: 'resource' | 'legacy' } {
     const s = this.#requireServer();
     return { id: s.id, vcpus: s.vcpus, pageMapping: s.pageMapping };
+  }
+
+  /** The pid of the watchdog helper watching this process's servers (`watchdog` option), while it runs. */
+  get watchdogPid(): number | undefined {
+    return this.#options.watchdog ? processWatchdog().pid : undefined;
+  }
+
+  /**
+   * Whether the domain still exists, as the toolstack sees it: its xenstore directory
+   * (`/local/domain/<domid>`), which libxl removes when it destroys the domain — after a
+   * poweroff or crash with `on_poweroff`/`on_crash="destroy"`, or `xl destroy`. (Xen itself may
+   * keep a dying domain a while, as a zombie, while foreign mappings of its memory are held.)
+   */
+  domainExists(): boolean {
+    this.#open('xen.domainExists');
+    return this.#xenstore().read(`/local/domain/${this.domid}`) !== undefined;
   }
 
   /** What the ioreq loop has served so far. */
@@ -400,48 +420,38 @@ export class XenBackend implements Backend {
 
   /**
    * An unbound port in this domain for the guest (`xenevtchn_bind_unbound_port`), published
-   * at `<xenstorePath>/evtchn/<port>` (readable by the guest); `trigger` is `xenevtchn_notify`.
+   * at `<xenstorePath>/evtchn/<port>` (dom0's, readable by the guest); `trigger` is
+   * `xenevtchn_notify`. The device model hands the port to its driver in its own registers:
+   * see `interrupts/event-channel.ts` for why.
    */
   createEventChannel(): EventChannelRoute {
     const op = 'xen.createEventChannel';
     this.#open(op);
     const xs = this.#xenstore();
-    const port = this.#evtchn.bindUnboundPort(this.domid);
-    const node = `${this.#options.xenstorePath}/evtchn/${port}`;
+    let route: XenEventChannelRoute;
     try {
-      xs.write(node, String(port));
-      xs.setPermissions(node, [
-        { domid: 0, perms: XS_PERM_NONE },
-        { domid: this.domid, perms: XS_PERM_READ },
-      ]);
+      route = openEventChannel(
+        this.domid,
+        this.#options.xenstorePath,
+        this.#evtchn,
+        {
+          write: (path, value) => xs.write(path, value),
+          setPermissions: (path, perms) => xs.setPermissions(path, perms),
+          // Closed only after the last route went; nothing of ours is left to remove then.
+          remove: (path) => {
+            if (!xs.closed) xs.remove(path);
+          },
+        },
+        (r) => {
+          this.#eventChannels.delete(r);
+          // The connection was opened for the routes: it goes with the last one.
+          if (this.#eventChannels.size === 0) this.#closeXenstore();
+        },
+      );
     } catch (error) {
-      this.#evtchn.unbind(port);
-      try {
-        xs.remove(node);
-      } catch {
-        // The write failed or the node is half made; the port is what matters and is gone.
-      }
       if (this.#eventChannels.size === 0) this.#closeXenstore();
       throw error;
     }
-    const route = new XenEventChannelRoute(
-      port,
-      node,
-      {
-        notify: (p) => this.#evtchn.notify(p),
-        release: (p, n) => {
-          try {
-            this.#evtchn.unbind(p);
-            if (n !== undefined && this.#xs !== undefined && !this.#xs.closed) this.#xs.remove(n);
-          } finally {
-            this.#eventChannels.delete(route);
-            // The connection was opened for the routes: it goes with the last one.
-            if (this.#eventChannels.size === 0) this.#closeXenstore();
-          }
-        },
-      },
-      (r) => this.#eventChannels.delete(r),
-    );
     this.#eventChannels.add(route);
     return route;
   }

@@ -42,6 +42,12 @@ export interface XenBackendOptions {
   readonly xenstorePath?: string;
   /** Tear the session down on SIGINT/SIGTERM, uncaught exceptions and exit. Default true. */
   readonly teardownOnExit?: boolean;
+  /**
+   * Watch this process from a helper process (`watchdog/`), which destroys the IOREQ server if
+   * the process dies without closing the session — SIGKILL, the OOM killer — so the guest is
+   * not left waiting on a dead server. One helper serves every session of the process. Default true.
+   */
+  readonly watchdog?: boolean;
   /** Map the ioreq pages the legacy way (gfns) even where resource mapping works. Default false. */
   readonly legacyPageMapping?: boolean;
   /** Told about bad guest requests (answered all-ones/dropped) and handler failures. */
@@ -60,6 +66,7 @@ export interface ResolvedXenOptions {
   readonly mapCacheBuckets: number;
   readonly xenstorePath: string;
   readonly teardownOnExit: boolean;
+  readonly watchdog: boolean;
   readonly legacyPageMapping: boolean;
   readonly onFault: ((error: Error) => void) | undefined;
 }
@@ -76,6 +83,7 @@ const KNOWN = new Set([
   'mapCacheBuckets',
   'xenstorePath',
   'teardownOnExit',
+  'watchdog',
   'legacyPageMapping',
   'onFault',
 ]);
@@ -125,6 +133,7 @@ export function resolveXenOptions(raw: Record<string, unknown>): ResolvedXenOpti
     mapCacheBuckets: int(raw, 'mapCacheBuckets', 64, 0, 4096),
     xenstorePath,
     teardownOnExit: bool(raw, 'teardownOnExit', true),
+    watchdog: bool(raw, 'watchdog', true),
     legacyPageMapping: bool(raw, 'legacyPageMapping', false),
     onFault: onFault as ((error: Error) => void) | undefined,
   };

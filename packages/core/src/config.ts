@@ -27,7 +27,8 @@ export interface PciConfig {
   /**
    * Program BAR addresses from the windows below when a device is opened, as firmware would,
    * for guests without firmware (the project's own guests on KVM and `sim`). Decode bits stay
-   * off: the guest enables them. Default: true on KVM standalone and `sim`, false elsewhere.
+   * off: the guest enables them. Default: true where the core's host bridge is the guest's
+   * (KVM standalone, `sim`, Xen PVH: no firmware would assign them), false elsewhere (Xen HVM).
    */
   readonly assignBars?: boolean;
   /** Memory window for BARs. Default 0xE000_0000 + 256 MiB (below the IOAPIC and LAPIC). */

@@ -13,7 +13,10 @@
  *
  * KVM and `sim`: the guest's config cycles arrive as accesses to ports 0xCF8–0xCFF and to the
  * ECAM window, decoded here by the host bridge. Xen: the hypervisor decodes them and sends `pci`
- * requests for each function the mediator claims. Either way they end at the same bus.
+ * requests for each function the mediator claims. Either way they end at the same bus. Where
+ * the guest has no chipset of its own (Xen PVH: `pciHostBridge: 'device-model'`), the host
+ * bridge still answers reads of the 0xCF8 address register and is function 00:00.0, and BARs
+ * are assigned by default, as no firmware will.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
@@ -38,6 +41,9 @@ import { DeviceTypeRegistry } from './lifecycle/device-types.js';
 import { closeOnExit, type CloseOnExitOptions } from './lifecycle/teardown.js';
 import { PciBus } from './pci/bus.js';
 import { ECAM_BUS_SIZE, PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_PORTS_LENGTH, PciHostBridge } from './pci/host-bridge.js';
+
+/** Ports of the config address register, 0xCF8–0xCFB. */
+const PCI_CONFIG_ADDRESS_LENGTH = 4;
 
 /** Default ECAM window for bus 0, below the BAR window. */
 export const DEFAULT_ECAM_BASE = 0xb000_0000n;
@@ -104,10 +110,12 @@ export class Mediator extends EventEmitter<MediatorEvents> {
     this.dirty = new DirtyTracker(backend.memory.ram, backend.capabilities.dirtyTracking === false ? undefined : backend.dirty);
     const pci = config.pci ?? {};
     const standalone = backend.capabilities.pciConfig === 'device-model';
-    this.firmware = pci.assignBars ?? standalone ? new BarAssigner(pci.mmioWindow, pci.ioWindow) : undefined;
+    // A guest whose host bridge is ours has no chipset, so no firmware that would program BARs.
+    const ownBridge = standalone || backend.capabilities.pciHostBridge === 'device-model';
+    this.firmware = (pci.assignBars ?? ownBridge) ? new BarAssigner(pci.mmioWindow, pci.ioWindow) : undefined;
     backend.attach(this.dispatcher);
     try {
-      this.wireConfigSpace(standalone, pci.ecamBase ?? DEFAULT_ECAM_BASE);
+      this.wireConfigSpace(standalone, ownBridge, pci.ecamBase ?? DEFAULT_ECAM_BASE);
     } catch (e) {
       for (const r of this.registrations) r.dispose();
       throw e;
@@ -230,7 +238,15 @@ export class Mediator extends EventEmitter<MediatorEvents> {
 
   // ---- Internals ----------------------------------------------------------------------------
 
-  private wireConfigSpace(standalone: boolean, ecamBase: bigint): void {
+  /**
+   * `standalone`: the core decodes every config cycle (ports 0xCF8–0xCFF and ECAM). Otherwise
+   * the hypervisor sends `pci` requests, and with `ownBridge` the core still answers for the
+   * address register and for the bridge's function (Xen PVH). Only 0xCF8–0xCFB are claimed
+   * then: the hypervisor turns data-port accesses into `pci` requests while the register is
+   * enabled, and while it is not they read all-ones and drop writes without us, as the bridge
+   * would, one round trip cheaper.
+   */
+  private wireConfigSpace(standalone: boolean, ownBridge: boolean, ecamBase: bigint): void {
     const bridge = this.hostBridge;
     // `pci` requests (Xen, and the host bridge's decoders below) for bus 0 land on the bus.
     this.registrations.push(
@@ -250,7 +266,10 @@ export class Mediator extends EventEmitter<MediatorEvents> {
         'pci-bus0',
       ),
     );
-    if (!standalone) return;
+    if (!standalone) {
+      if (ownBridge) this.wireHostBridgeOnHypervisor();
+      return;
+    }
     const ports = addressRange(PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_PORTS_LENGTH);
     this.registrations.push(
       this.dispatcher.add(
@@ -277,6 +296,25 @@ export class Mediator extends EventEmitter<MediatorEvents> {
       ),
       this.backend.claimIo('mmio', ecam),
     );
+  }
+
+  private wireHostBridgeOnHypervisor(): void {
+    const bridge = this.hostBridge;
+    const register = addressRange(PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_ADDRESS_LENGTH);
+    // One push per step: if a claim is refused, what was made before is released by the caller.
+    this.registrations.push(
+      this.dispatcher.add(
+        'pio',
+        register,
+        {
+          read: (offset, size) => Number(bridge.portRead(PCI_CONFIG_ADDRESS_PORT + offset, size)),
+          write: (offset, size, value) => bridge.portWrite(PCI_CONFIG_ADDRESS_PORT + offset, size, BigInt(value)),
+        },
+        'pci-config-address',
+      ),
+    );
+    this.registrations.push(this.backend.claimIo('pio', register));
+    this.registrations.push(this.backend.claimPciFunction(bridge.function.address));
   }
 
   private slotAddress(slot: number | undefined, operation: string): PciAddress {

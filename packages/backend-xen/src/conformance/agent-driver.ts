@@ -6,7 +6,7 @@
  * an ioreq that this same thread serves.
  */
 import { IoError, InvalidError, StateError, type AccessSize, type PciAddress } from '@vmed/core';
-import type { GuestDriver } from '@vmed/testkit';
+import type { GuestDriver, GuestEventChannel } from '@vmed/testkit';
 import { ForeignMemoryHandle, type ForeignMapping } from '../libs/foreignmemory.js';
 
 /** The agent ABI values the driver needs (from testkit's `guests/agent-abi.ts` and `runtime-abi.ts`). */
@@ -34,6 +34,10 @@ export interface AgentAbi {
   readonly AGENT_OP_CFG_READ: number;
   readonly AGENT_OP_CFG_WRITE: number;
   readonly AGENT_OP_APIC_ID: number;
+  readonly AGENT_OP_EVTCHN_BIND: number;
+  readonly AGENT_OP_EVTCHN_CLOSE: number;
+  readonly AGENT_OP_EVTCHN_STATUS: number;
+  readonly AGENT_OP_EVTCHN_SEND: number;
   readonly AGENT_STATUS_OK: number;
   readonly AGENT_SCRATCH_ADDR: number;
   readonly AGENT_SCRATCH_SIZE: number;
@@ -41,6 +45,8 @@ export interface AgentAbi {
   agentStatusName(status: number): string;
   msiMessage(apicId: number, vector: number): { address: bigint; data: number };
   irqCounterAddress(vector: number): number;
+  agentEvtchnCounterAddress(port: number): number;
+  decodeAgentEvtchnStatus(result: bigint): { readonly state: 'closed' | 'unbound' | 'interdomain' | 'other'; readonly remote: number };
 }
 
 const PAGE = 4096;
@@ -218,6 +224,32 @@ export class XenAgentDriver implements GuestDriver {
 
   msiMessageFor(vector: number): { address: bigint; data: number } {
     return this.#abi.msiMessage(this.#apicId ?? 0, vector);
+  }
+
+  /**
+   * The agent binds dom0's `remotePort` (AGENT_OP_EVTCHN_BIND: `EVTCHNOP_bind_interdomain`,
+   * with shared_info and the upcall vector set up on first use) and counts its notifications
+   * in guest RAM, which this driver reads through its own mapping.
+   */
+  async bindEventChannel(remotePort: number): Promise<GuestEventChannel> {
+    const a = this.#abi;
+    const localPort = Number(await this.command(a.AGENT_OP_EVTCHN_BIND, 0, BigInt(remotePort), 0n));
+    const counter = a.agentEvtchnCounterAddress(localPort);
+    const port = BigInt(localPort);
+    return {
+      localPort,
+      notifications: async () => this.#memory.load32(counter),
+      status: async () => {
+        const { state, remote } = a.decodeAgentEvtchnStatus(await this.command(a.AGENT_OP_EVTCHN_STATUS, 0, port, 0n));
+        return { state, remote };
+      },
+      send: async () => {
+        await this.command(a.AGENT_OP_EVTCHN_SEND, 0, port, 0n);
+      },
+      close: async () => {
+        await this.command(a.AGENT_OP_EVTCHN_CLOSE, 0, port, 0n);
+      },
+    };
   }
 
   /** PVH guests have no PIC or IOAPIC: no wired lines. */

@@ -44,6 +44,12 @@ export interface IoreqServerOptions {
   readonly idlePollMs?: number;
   /** Force the legacy gfn mapping instead of resource mapping (for tests of the fallback). */
   readonly legacyMapping?: boolean;
+  /**
+   * Called with the id as soon as Xen has made the server, before anything else can fail; the
+   * returned release runs right before the server is destroyed (after it is disabled and its
+   * vCPUs answered). The watchdog (`watchdog/client.ts`) uses this window.
+   */
+  readonly watch?: (id: number) => { release(): void };
 }
 
 /** How the server's pages were mapped. */
@@ -63,6 +69,7 @@ export class IoreqServer {
   readonly #vcpuPorts: number[];
   readonly #bufferedPort: number | undefined;
   readonly #ports: PortSource;
+  readonly #watch: { release(): void } | undefined;
   #state: 'ready' | 'serving' | 'stopping' | 'destroyed' = 'ready';
 
   private constructor(init: {
@@ -76,6 +83,7 @@ export class IoreqServer {
     mappings: ForeignMapping[];
     vcpuPorts: number[];
     bufferedPort: number | undefined;
+    watch: { release(): void } | undefined;
   }) {
     this.domid = init.options.domid;
     this.id = init.id;
@@ -87,6 +95,7 @@ export class IoreqServer {
     this.#mappings = init.mappings;
     this.#vcpuPorts = init.vcpuPorts;
     this.#bufferedPort = init.bufferedPort;
+    this.#watch = init.watch;
     this.#ports = createPortSource(init.options.wait, init.evtchn.fd, init.options.idlePollMs === undefined ? {} : { idlePollMs: init.options.idlePollMs });
   }
 
@@ -101,6 +110,8 @@ export class IoreqServer {
       }
       const id = dm.createIoreqServer(domid, options.buffered ? HVM_IOREQSRV_BUFIOREQ_ATOMIC : HVM_IOREQSRV_BUFIOREQ_OFF);
       undo.push(() => dm.destroyIoreqServer(domid, id));
+      const watch = options.watch?.(id);
+      if (watch !== undefined) undo.push(() => watch.release());
 
       const { bufioreqPort } = dm.getIoreqServerInfo(domid, id, false);
       const pages = mapPages(dm, fmem, options, id);
@@ -139,6 +150,7 @@ export class IoreqServer {
         mappings: pages.mappings,
         vcpuPorts,
         bufferedPort,
+        watch,
       });
       undo.commit();
       return server;
@@ -262,6 +274,7 @@ export class IoreqServer {
       attempt(() => this.#evtchn.unbind(port));
     }
     for (const m of this.#mappings) attempt(() => m.release());
+    attempt(() => this.#watch?.release());
     attempt(() => this.#dm.destroyIoreqServer(this.domid, this.id));
     return errors;
   }

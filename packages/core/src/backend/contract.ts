@@ -30,6 +30,16 @@ export interface BackendCapabilities {
    * arrive as port and MMIO accesses, and the core's host bridge decodes them (KVM, `sim`).
    */
   readonly pciConfig: 'hypervisor' | 'device-model';
+  /**
+   * Who answers for the guest's PCI host bridge when `pciConfig` is `hypervisor`: reads of the
+   * 0xCF8 address register and function 00:00.0. `device-model`: the core's host bridge, whose
+   * ports and function the core claims from the backend (Xen PVH: nothing emulates a chipset;
+   * Xen latches writes to 0xCF8 to decode 0xCFC itself, but hands reads of 0xCF8 to whichever
+   * IOREQ server claims the port, so Linux's type-1 probe fails without one). `platform`: the
+   * guest's emulated chipset (Xen HVM: QEMU's, which the core must not shadow). Absent means
+   * `platform`. Not read when `pciConfig` is `device-model`: the core's bridge serves it all.
+   */
+  readonly pciHostBridge?: 'device-model' | 'platform';
   /** Direct regions mapped into the guest without exits (KVM slots, `sim`); false on Xen. */
   readonly directRegions: boolean;
   /** Most MSI routes this session can hold at once (KVM: 4096 GSIs, fewer the irqchip's). */

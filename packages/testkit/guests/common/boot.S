@@ -117,10 +117,11 @@ reload_segments:
     mov %eax, RT_INFO_ADDR + RT_START_INFO
 
     call idt_build
-    cmpl $PLATFORM_FLAT, BOOT_PLATFORM(%ebx)
-    jne 1f
+    # Wherever 8259s answer: KVM, and Xen HVM guests started through the PVH entry by QEMU's
+    # pvh.bin, whose BIOS left them delivering ISA lines on vectors 8..15. On Xen PVH there
+    # are none and the writes go nowhere.
     call pic_mask_all
-1:  movl $1, boot_released
+    movl $1, boot_released
     jmp cpu_start
 
 ap_wait:
@@ -165,8 +166,8 @@ lapic_init:
     ret
 
 # Initialises both 8259s with vectors 0x20..0x2f and masks every line. Left alone, KVM's
-# PIC would deliver an ISA line (its GSIs also reach the PIC) on vectors 0..15, which are
-# CPU exceptions. Lines reach the guest through the IOAPIC instead.
+# PIC (or the one a BIOS set up) would deliver an ISA line (its GSIs also reach the PIC) on
+# vectors 0..15, which are CPU exceptions. Lines reach the guest through the IOAPIC instead.
 pic_mask_all:
     mov $0x11, %al                  # ICW1: edge, cascade, ICW4 follows
     out %al, $0x20

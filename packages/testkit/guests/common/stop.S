@@ -48,8 +48,30 @@ guest_stop:
 # Returns when the hypervisor is not Xen or refuses.
 xen_shutdown:
     push %ebx
-    push %esi
     push %eax
+    call xen_hypercall_init
+    test %eax, %eax
+    pop %eax
+    jz 9f
+    movl $SHUTDOWN_POWEROFF, shutdown_reason
+    test %eax, %eax
+    jz 4f
+    movl $SHUTDOWN_CRASH, shutdown_reason
+4:  mov $SCHEDOP_SHUTDOWN, %ebx
+    mov $shutdown_reason, %ecx
+    call XEN_HYPERCALL_PAGE + HYPERVISOR_SCHED_OP * 32
+9:  pop %ebx
+    ret
+
+# Finds Xen's CPUID leaves and has Xen fill the hypercall page at XEN_HYPERCALL_PAGE (once;
+# later calls only report). Returns eax = 1 when the page is there, 0 when the hypervisor is
+# not Xen. Helper calling convention (boot.inc).
+    .globl xen_hypercall_init
+xen_hypercall_init:
+    cmpl $0, hypercall_page_ready
+    jne 8f
+    push %ebx
+    push %esi
     mov $XEN_CPUID_FIRST, %esi
 1:  mov %esi, %eax
     cpuid
@@ -62,8 +84,10 @@ xen_shutdown:
 2:  add $0x100, %esi
     cmp $XEN_CPUID_LAST, %esi
     jb 1b
-    pop %eax
-    jmp 9f
+    pop %esi
+    pop %ebx
+    xor %eax, %eax
+    ret
 3:  # Leaf base + 2: ebx = the MSR that installs the hypercall page at the address written.
     lea 2(%esi), %eax
     cpuid
@@ -71,19 +95,15 @@ xen_shutdown:
     mov $XEN_HYPERCALL_PAGE, %eax
     xor %edx, %edx
     wrmsr
-    pop %eax
-    movl $SHUTDOWN_POWEROFF, shutdown_reason
-    test %eax, %eax
-    jz 4f
-    movl $SHUTDOWN_CRASH, shutdown_reason
-4:  mov $SCHEDOP_SHUTDOWN, %ebx
-    mov $shutdown_reason, %ecx
-    call XEN_HYPERCALL_PAGE + HYPERVISOR_SCHED_OP * 32
-9:  pop %esi
+    movl $1, hypercall_page_ready
+    pop %esi
     pop %ebx
+8:  mov $1, %eax
     ret
 
     .bss
     .balign 4
 shutdown_reason:                    # struct sched_shutdown { unsigned int reason; }
+    .long 0
+hypercall_page_ready:
     .long 0

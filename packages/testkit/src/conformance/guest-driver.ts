@@ -43,4 +43,29 @@ export interface GuestDriver extends AsyncDisposable {
   vectorForLine(line: number): number | undefined;
   /** A guest RAM range the scenarios may scribble on (not the agent's code or mailbox). */
   readonly scratch: { readonly address: bigint; readonly length: number };
+  /**
+   * Xen: the guest binds `remotePort` of dom0 — a port left unbound for it, e.g. an
+   * `EventChannelRoute`'s — as an interdomain event channel
+   * (`EVTCHNOP_bind_interdomain`) and counts its notifications in its upcall handler.
+   * Absent where the guest has no event channels (sim, KVM).
+   */
+  bindEventChannel?(remotePort: number): Promise<GuestEventChannel>;
+}
+
+/** The guest's end of an interdomain event channel (see {@link GuestDriver.bindEventChannel}). */
+export interface GuestEventChannel {
+  /** The guest's own port number. */
+  readonly localPort: number;
+  /** Notifications the guest's handler has taken on this port. */
+  notifications(): Promise<number>;
+  /**
+   * The port as the guest sees it (`EVTCHNOP_status`): `interdomain` with `remote` = the
+   * remote port while connected; `unbound` with `remote` = the domain that may bind it once
+   * the remote end has closed; `closed` after {@link close}.
+   */
+  status(): Promise<{ readonly state: 'closed' | 'unbound' | 'interdomain' | 'other'; readonly remote: number }>;
+  /** The guest notifies the remote end (`EVTCHNOP_send`). */
+  send(): Promise<void>;
+  /** The guest closes its end (`EVTCHNOP_close`). */
+  close(): Promise<void>;
 }

@@ -15,7 +15,7 @@
  *   process.
  * - Skip a scenario only for a real limit of the hypervisor, with the reason.
  */
-export type { GuestDriver } from './guest-driver.js';
+export type { GuestDriver, GuestEventChannel } from './guest-driver.js';
 export type { ConformanceSession, ConformanceTarget } from './target.js';
 export type { Scenario, ScenarioContext, ScenarioResult, ScenarioStatus } from './scenario.js';
 export { scenario } from './scenario.js';

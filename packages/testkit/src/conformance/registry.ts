@@ -8,6 +8,7 @@ import { directRegionScenarios } from './scenarios/direct-region.js';
 import { dirtyScenarios } from './scenarios/dirty.js';
 import { disposeScenarios } from './scenarios/dispose.js';
 import { doorbellScenarios } from './scenarios/doorbell.js';
+import { eventChannelScenarios } from './scenarios/event-channel.js';
 import { ioScenarios } from './scenarios/io.js';
 import { lineIrqScenarios } from './scenarios/line-irq.js';
 import { memoryScenarios } from './scenarios/memory.js';
@@ -21,6 +22,7 @@ export const conformanceScenarios: readonly Scenario[] = Object.freeze([
   ...doorbellScenarios,
   ...msiScenarios,
   ...lineIrqScenarios,
+  ...eventChannelScenarios,
   ...dirtyScenarios,
   ...pageTrackingScenarios,
   ...directRegionScenarios,

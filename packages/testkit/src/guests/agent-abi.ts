@@ -60,7 +60,10 @@ export const AGENT_OP_CFG_READ = 5;
 export const AGENT_OP_CFG_WRITE = 6;
 export const AGENT_OP_STI = 7;
 export const AGENT_OP_CLI = 8;
-/** pin = address, value = {@link ioapicRouteValue}; KVM only (PVH has no IOAPIC). */
+/**
+ * pin = address, value = {@link ioapicRouteValue}; where an IOAPIC answers (KVM, Xen HVM):
+ * on Xen PVH, which has none, {@link AGENT_STATUS_UNSUPPORTED}.
+ */
 export const AGENT_OP_IOAPIC_ROUTE = 9;
 /** size bytes at address: byte i = (value + i) & 0xff ({@link ramFillPattern}). */
 export const AGENT_OP_RAM_FILL = 10;
@@ -72,16 +75,33 @@ export const AGENT_OP_APIC_ID = 12;
 export const AGENT_OP_HLT = 13;
 /** Ends the run: the done port gets value (PVH: then SCHEDOP_shutdown). Acknowledged first. */
 export const AGENT_OP_DONE = 14;
-export const AGENT_OP_COUNT = 15;
+/**
+ * Xen only: address = a port of domain `value` (dom0: 0) left unbound for this guest →
+ * result = the local port (`EVTCHNOP_bind_interdomain`), bound to this vCPU and unmasked. The
+ * first event-channel op of a vCPU maps shared_info at {@link AGENT_SHARED_INFO_ADDR} and sets
+ * its upcall vector ({@link AGENT_EVTCHN_VECTOR}); the handler counts notifications per port
+ * ({@link agentEvtchnCounterAddress}). A local port ≥ {@link AGENT_EVTCHN_PORTS} is closed
+ * again and refused as unsupported. Elsewhere (KVM): {@link AGENT_STATUS_UNSUPPORTED}.
+ */
+export const AGENT_OP_EVTCHN_BIND = 15;
+/** Xen only: address = local port → `EVTCHNOP_close`. */
+export const AGENT_OP_EVTCHN_CLOSE = 16;
+/** Xen only: address = local port → result = `EVTCHNOP_status` ({@link decodeAgentEvtchnStatus}). */
+export const AGENT_OP_EVTCHN_STATUS = 17;
+/** Xen only: address = local port → `EVTCHNOP_send` (notifies the remote end). */
+export const AGENT_OP_EVTCHN_SEND = 18;
+export const AGENT_OP_COUNT = 19;
 
 export const AGENT_STATUS_OK = 0;
 export const AGENT_STATUS_BAD_OP = 1;
 export const AGENT_STATUS_BAD_SIZE = 2;
 export const AGENT_STATUS_BAD_ADDRESS = 3;
-/** The platform lacks it, e.g. IOAPIC_ROUTE on PVH. */
+/** The platform lacks it, e.g. IOAPIC_ROUTE on Xen PVH. */
 export const AGENT_STATUS_UNSUPPORTED = 4;
 /** Another argument is out of range. */
 export const AGENT_STATUS_INVALID = 5;
+/** Xen refused the hypercall: result = its return value, a negative errno. */
+export const AGENT_STATUS_HYPERCALL = 6;
 
 export const AGENT_IOAPIC_ACTIVE_LOW = 0x2000;
 export const AGENT_IOAPIC_LEVEL = 0x8000;
@@ -89,6 +109,48 @@ export const AGENT_IOAPIC_MASKED = 0x1_0000;
 
 /** At most this many bytes per RAM_FILL or RAM_CHECKSUM. */
 export const AGENT_RAM_FILL_MAX = 0x0100_0000;
+
+/** The IDT vector of the agent's event-channel upcall; `IRQ_COUNTS` counts its runs. */
+export const AGENT_EVTCHN_VECTOR = 0xf0;
+/** Ports 0..AGENT_EVTCHN_PORTS-1 have a notification counter. */
+export const AGENT_EVTCHN_PORTS = 512;
+/** u32 per port: notifications the upcall handler took (in the program page). */
+export const AGENT_EVTCHN_COUNTS_ADDR = 0x0002_3800;
+/** Where the agent maps Xen's shared_info (a free page of its own footprint). */
+export const AGENT_SHARED_INFO_ADDR = 0x0002_4000;
+/** Xen's `EVTCHNSTAT_closed`. */
+export const AGENT_EVTCHN_STAT_CLOSED = 0;
+/** Xen's `EVTCHNSTAT_unbound`: waiting for a domain to bind it (also what a port becomes when its remote end closes). */
+export const AGENT_EVTCHN_STAT_UNBOUND = 1;
+/** Xen's `EVTCHNSTAT_interdomain`: connected to a port of another domain. */
+export const AGENT_EVTCHN_STAT_INTERDOMAIN = 2;
+
+/**
+ * Guest address of the notification counter of local `port`.
+ * @throws InvalidError unless `port` is 0..AGENT_EVTCHN_PORTS-1.
+ */
+export function agentEvtchnCounterAddress(port: number): number {
+  checkField('agent.evtchnCounterAddress', 'port', port, AGENT_EVTCHN_PORTS - 1);
+  return AGENT_EVTCHN_COUNTS_ADDR + 4 * port;
+}
+
+/** An event channel's state as EVTCHN_STATUS reports it. */
+export interface AgentEvtchnStatus {
+  readonly state: 'closed' | 'unbound' | 'interdomain' | 'other';
+  /** The raw `EVTCHNSTAT_*` value. */
+  readonly status: number;
+  /** Interdomain: the remote port. Unbound: the domain allowed to bind it. Otherwise 0. */
+  readonly remote: number;
+}
+
+/** Decodes an EVTCHN_STATUS result: status in bits 0..31, the remote port or domain above. */
+export function decodeAgentEvtchnStatus(result: bigint): AgentEvtchnStatus {
+  const status = Number(result & 0xffff_ffffn);
+  const remote = Number((result >> 32n) & 0xffff_ffffn);
+  const state =
+    status === AGENT_EVTCHN_STAT_CLOSED ? 'closed' : status === AGENT_EVTCHN_STAT_UNBOUND ? 'unbound' : status === AGENT_EVTCHN_STAT_INTERDOMAIN ? 'interdomain' : 'other';
+  return { state, status, remote: state === 'closed' ? 0 : remote };
+}
 
 /** One command as the host writes it into a mailbox. */
 export interface AgentCommand {
@@ -105,6 +167,7 @@ const STATUS_NAMES: Readonly<Record<number, string>> = {
   [AGENT_STATUS_BAD_ADDRESS]: 'bad address',
   [AGENT_STATUS_UNSUPPORTED]: 'unsupported',
   [AGENT_STATUS_INVALID]: 'invalid argument',
+  [AGENT_STATUS_HYPERCALL]: 'hypercall refused',
 };
 
 /** A readable name for an `AGENT_STATUS_*` value (unknown values are shown in hex). */

@@ -113,6 +113,10 @@ describe.skipIf(kvmSkipReason !== undefined)(`agent on KVM${kvmSkipReason ? ` (s
         'ioapic-route 3 0x10', // an exception vector
         'ioapic-route 3 0xff', // the spurious vector
         'raw 9 0 3 0x100061', // a redirection-entry bit the agent does not allow
+        'raw 15 0 5 0', // EVTCHN_BIND: no Xen under KVM
+        'raw 16 0 5 0', // EVTCHN_CLOSE
+        'raw 17 0 5 0', // EVTCHN_STATUS
+        'raw 18 0 5 0', // EVTCHN_SEND
         'cli',
         'hlt', // would never wake
         'sti',
@@ -133,6 +137,10 @@ describe.skipIf(kvmSkipReason !== undefined)(`agent on KVM${kvmSkipReason ? ` (s
       AGENT_STATUS_INVALID,
       AGENT_STATUS_INVALID,
       AGENT_STATUS_INVALID,
+      AGENT_STATUS_UNSUPPORTED,
+      AGENT_STATUS_UNSUPPORTED,
+      AGENT_STATUS_UNSUPPORTED,
+      AGENT_STATUS_UNSUPPORTED,
       AGENT_STATUS_OK,
       AGENT_STATUS_INVALID,
       AGENT_STATUS_OK,
@@ -232,11 +240,11 @@ describe.skipIf(kvmSkipReason !== undefined)(`agent on KVM${kvmSkipReason ? ` (s
     expect(field(run, 'rt magic', 'online')).toBe(0xf);
   });
 
-  it('boots through the PVH entry, and refuses IOAPIC routes there (PVH has none)', () => {
+  it('boots through the PVH entry; IOAPIC routes work there when an IOAPIC answers (KVM has one; Xen PVH, tested in the lab, has none)', () => {
     const pvh = loadGuestSync('agent', 'pvh');
     const run = runAgent(['rt', 'ioapic-route 4 0x62', 'msi 0x41', 'wait-irq 0x41 1', 'done 0'].join('\n'), ['-p', String(pvh.entry)]);
     expect(field(run, 'rt magic', 'platform')).toBe(PLATFORM_PVH);
-    expect(agentReplies(run)[0]?.status).toBe(AGENT_STATUS_UNSUPPORTED);
+    expect(agentReplies(run)[0]?.status).toBe(AGENT_STATUS_OK);
     expect(run.lines).toContain('wait-irq vector=0x41 count=1');
     expect(doneCode(run)).toBe(0);
   });
