@@ -10,8 +10,9 @@ import { dmaBenchmarks } from './dma/index.js';
 import { kvmBenchmarks } from './kvm/index.js';
 import { lifecycleBenchmarks } from './lifecycle/index.js';
 import type { Benchmark } from './types.js';
+import { xenBenchmarks } from './xen/index.js';
 
-const MODULES: ReadonlyArray<readonly Benchmark[]> = [kvmBenchmarks, dmaBenchmarks, lifecycleBenchmarks];
+const MODULES: ReadonlyArray<readonly Benchmark[]> = [kvmBenchmarks, dmaBenchmarks, lifecycleBenchmarks, xenBenchmarks];
 
 /** Benchmarks added at run time (by an embedding tool or a test), after the listed modules. */
 const extra: Benchmark[] = [];

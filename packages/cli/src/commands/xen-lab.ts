@@ -18,7 +18,10 @@ function shellQuote(s: string): string {
 const SUBCOMMANDS: Record<string, { summary: string; command: (args: readonly string[]) => string }> = {
   conformance: { summary: 'vmed conformance <args> in dom0, e.g. -- --backend xen --json', command: (a) => [VMED, 'conformance', ...a.map(shellQuote)].join(' ') },
   bench: { summary: 'vmed bench <args> in dom0', command: (a) => [VMED, 'bench', ...a.map(shellQuote)].join(' ') },
-  demo: { summary: 'vmed demo <args> in dom0', command: (a) => [VMED, 'demo', ...a.map(shellQuote)].join(' ') },
+  demo: {
+    summary: 'a PVH domain running the demo guest, served by vmed demo --hypervisor xen --domid N --unpause <args>',
+    command: (a) => ['node --conditions=source --import tsx packages/cli/src/demo/lab-demo.ts', ...a.map(shellQuote)].join(' '),
+  },
   test: {
     summary: "the Xen backend's vitest tests in dom0: vitest run packages/backend-xen <args> (filters are OR-ed)",
     command: (a) => ['node node_modules/vitest/vitest.mjs run packages/backend-xen', ...a.map(shellQuote)].join(' '),

@@ -1,7 +1,7 @@
 /**
  * The demo, hypervisor by hypervisor: the same two devices (serial, edu) on one mediator, and
  * a guest that uses them — the x86 demo guest on KVM, the scripted guest on `sim`, whatever
- * runs in the domain on Xen.
+ * runs in the domain on Xen (`pnpm xen-lab demo` makes it the demo guest; see `xen-domain.ts`).
  */
 import { accessSync, constants } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -10,6 +10,7 @@ import { eduDevice, serialDevice } from '@vmed/devices';
 import type { KvmBackend } from '@vmed/backend-kvm';
 import { DONE_PORT, demoExitMessage, flatEntryRegisters, loadGuest, type SimBackend } from '@vmed/testkit';
 import { runScriptedDemoGuest } from './scripted-guest.js';
+import { XEN_PVH_MMIO_WINDOW, serveXenDomain } from './xen-domain.js';
 
 export type DemoHypervisor = 'sim' | 'kvm' | 'xen';
 
@@ -17,6 +18,10 @@ export interface DemoOptions {
   readonly hypervisor: DemoHypervisor;
   /** Xen: the domain to serve. */
   readonly domid?: number;
+  /** Xen: unpause the domain (`xl unpause`) once the devices are served; create it paused. */
+  readonly unpause?: boolean;
+  /** Xen: give up waiting for the guest after this long (default: wait until stopped). */
+  readonly timeoutMs?: number;
   /** Serial output, as the guest writes it. */
   readonly onSerial: (text: string) => void;
   /** Progress lines. */
@@ -95,7 +100,9 @@ function demoConfig(options: DemoOptions) {
       if (options.domid === undefined || !Number.isInteger(options.domid) || options.domid < 1) {
         throw new Error('the Xen demo serves an existing domain: pass --domid N');
       }
-      return { hypervisor: 'xen' as const, xen: { domid: options.domid } };
+      // A PVH guest has no firmware: the mediator assigns BARs (its default there), from
+      // libxl's MMIO hole, which no PVH guest's RAM reaches. On HVM the firmware assigns them.
+      return { hypervisor: 'xen' as const, xen: { domid: options.domid }, pci: { mmioWindow: XEN_PVH_MMIO_WINDOW } };
   }
 }
 
@@ -109,7 +116,12 @@ async function runGuest(options: DemoOptions, mediator: Mediator): Promise<numbe
     case 'kvm':
       return runKvmDemoGuest(mediator.backend as KvmBackend, options);
     case 'xen':
-      return serveXenDomain(options);
+      return serveXenDomain(mediator, {
+        domid: options.domid as number,
+        unpause: options.unpause ?? false,
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        onInfo: options.onInfo,
+      });
   }
 }
 
@@ -128,18 +140,4 @@ async function runKvmDemoGuest(backend: KvmBackend, options: DemoOptions): Promi
   const code = Number(finish.value ?? 255n);
   if (code !== 0) options.onInfo(`vmed demo: the guest reported ${demoExitMessage(code)}`);
   return code;
-}
-
-/**
- * On Xen the guest is a domain vmed does not own: serve it until the operator stops the demo
- * (Ctrl-C) or the domain goes away.
- */
-async function serveXenDomain(options: DemoOptions): Promise<number> {
-  options.onInfo(`vmed demo: serving domain ${options.domid}; press Ctrl-C to stop`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  return 0;
 }
