@@ -8,8 +8,17 @@ import { flag, parseArgs, stringOption } from '../args.js';
 import { buildLab, DEFAULT_TIMEOUT_MS, ensureLabPackages, labLayout, runInXenLab, XenLabError } from '@vmed/testkit/xen-lab';
 import type { XenLabResult } from '@vmed/testkit/xen-lab';
 
+/**
+ * Node in dom0 runs with `--single-threaded`: no V8 background compiler or GC threads. Under
+ * QEMU TCG with a 2-vCPU PV dom0, code V8 compiled on a background thread intermittently
+ * crashed the thread running it (SIGSEGV in JIT code of tsx's loader thread, caught in gdb):
+ * `vmed conformance --backend xen` died in 5 of 6 runs without the flag and passed 4 of 4 with
+ * it. Nothing in vmed depends on those threads; worker threads still run.
+ */
+const NODE = 'node --single-threaded';
+
 /** How the project's own CLI is started in dom0 (the checkout is its cwd). */
-const VMED = 'node --conditions=source --import tsx packages/cli/src/main.ts';
+const VMED = `${NODE} --conditions=source --import tsx packages/cli/src/main.ts`;
 
 function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
@@ -20,11 +29,11 @@ const SUBCOMMANDS: Record<string, { summary: string; command: (args: readonly st
   bench: { summary: 'vmed bench <args> in dom0', command: (a) => [VMED, 'bench', ...a.map(shellQuote)].join(' ') },
   demo: {
     summary: 'a PVH domain running the demo guest, served by vmed demo --hypervisor xen --domid N --unpause <args>',
-    command: (a) => ['node --conditions=source --import tsx packages/cli/src/demo/lab-demo.ts', ...a.map(shellQuote)].join(' '),
+    command: (a) => [`${NODE} --conditions=source --import tsx packages/cli/src/demo/lab-demo.ts`, ...a.map(shellQuote)].join(' '),
   },
   test: {
     summary: "the Xen backend's vitest tests in dom0: vitest run packages/backend-xen <args> (filters are OR-ed)",
-    command: (a) => ['node node_modules/vitest/vitest.mjs run packages/backend-xen', ...a.map(shellQuote)].join(' '),
+    command: (a) => [`${NODE} node_modules/vitest/vitest.mjs run packages/backend-xen`, ...a.map(shellQuote)].join(' '),
   },
   // Words are joined, not quoted: `exec -- 'xl info | head'` and `exec -- xl info` both work.
   exec: { summary: 'a shell command in dom0: -- <command>', command: (a) => a.join(' ') },
@@ -44,14 +53,25 @@ function usage(): string {
   ].join('\n');
 }
 
-/** Lab options come before `--`, the command's arguments after it (or, without `--`, unflagged words). */
-function split(argv: readonly string[]): { lab: ReturnType<typeof parseArgs>; rest: string[] } {
+/**
+ * Lab options come before `--`, the command's arguments after it. Without `--`, the lab takes
+ * only its own options (`--timeout <s>`, `--verbose`) and hands every other word on, in order,
+ * so `vmed xen-lab conformance --backend xen --json` means what it says.
+ */
+export function splitLabArgs(argv: readonly string[]): { lab: ReturnType<typeof parseArgs>; rest: string[] } {
   const dash = argv.indexOf('--');
-  if (dash < 0) {
-    const lab = parseArgs(argv);
-    return { lab, rest: lab.positional };
+  if (dash >= 0) return { lab: parseArgs(argv.slice(0, dash)), rest: argv.slice(dash + 1) };
+  const own: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === '--verbose' || word.startsWith('--timeout=')) own.push(word);
+    else if (word === '--timeout') {
+      own.push(word, ...argv.slice(i + 1, i + 2));
+      i++;
+    } else rest.push(word);
   }
-  return { lab: parseArgs(argv.slice(0, dash)), rest: argv.slice(dash + 1) };
+  return { lab: parseArgs(own), rest };
 }
 
 function seconds(ms: number | undefined): string {
@@ -81,7 +101,7 @@ export async function run(argv: string[]): Promise<number> {
     console.error(usage());
     return name === undefined || name === '--help' ? 0 : 2;
   }
-  const { lab, rest: args } = split(rest);
+  const { lab, rest: args } = splitLabArgs(rest);
   const timeout = Number(stringOption(lab, 'timeout', String(DEFAULT_TIMEOUT_MS / 1000)));
   if (!Number.isFinite(timeout) || timeout <= 0) {
     console.error('xen-lab: --timeout takes a number of seconds');
