@@ -10,9 +10,11 @@
  *
  * Every 1,000 cycles, after the device is removed: fds, threads, locked memory and every
  * named mapping of /proc/self/maps (files, memfds, anon inodes: all that vmed maps) equal the
- * baseline exactly; anonymous mappings and RSS, which the JS heap and malloc move on their
- * own, stay within a constant of it (ANON_SLACK, RSS_SLACK_KIB). After the mediator closes,
- * fds, threads and named mappings are exactly what they were before it was made.
+ * baseline exactly; anonymous mappings, which the JS heap and malloc move on their own, stay
+ * within a constant of it (ANON_SLACK), and RSS within a constant of the first sample's
+ * (RSS_SLACK_KIB): the first 1,000 cycles warm the JIT and grow the heap to its working size.
+ * After the mediator closes, fds, threads and named mappings are exactly what they were before
+ * it was made.
  *
  * The same GSI (24) and the same doorbell address serve every cycle: had one cycle left its
  * irqfd or ioeventfd in the kernel, KVM would refuse the next one (EEXIST), which the mediator
@@ -29,11 +31,12 @@ const SCRIPT = fileURLToPath(new URL('./fixtures/leak-child.ts', import.meta.url
 const CYCLES = 10_000;
 
 /**
- * RSS may differ from the baseline by this much without being a leak: V8 sizes its young
- * generation to the allocation rate and keeps the old-space pages it has grown into (JIT
- * code, feedback vectors; used heap after a full GC creeps up by ~0.5 MiB over the run and
- * levels off), and glibc keeps freed malloc arenas. Seen here: single samples up to 6 MiB
- * above the baseline, no trend. A leak of one 4 KiB page a cycle would be 40 MiB.
+ * RSS may differ from the first sample (cycle 1,000) by this much without being a leak: V8
+ * sizes its young generation to the allocation rate and keeps the old-space pages it has grown
+ * into (JIT code, feedback vectors; used heap after a full GC creeps up by ~0.5 MiB over the
+ * run and levels off), and glibc keeps freed malloc arenas. Seen here: samples up to 6 MiB
+ * apart after the first, no trend. A leak of one 4 KiB page a cycle would be 36 MiB more by
+ * the last sample.
  */
 const RSS_SLACK_KIB = 8 * 1024;
 /**
@@ -91,6 +94,9 @@ describe('leaks over 10,000 device cycles', () => {
     expect(r.samples.map((s) => s.cycle)).toEqual(Array.from({ length: 10 }, (_, i) => (i + 1) * 1000));
     expect(r.namedChanged).toBe(0);
     const b = r.baseline;
+    // RSS is compared with the first sample, taken once the first 1,000 cycles have warmed the
+    // JIT and sized the heap (CI saw +15 MiB there against the pre-loop baseline, and flat after).
+    const warm = r.samples[0]!;
     for (const s of r.samples) {
       expect({ cycle: s.cycle, fds: s.fds, namedMappings: s.namedMappings, threads: s.threads, lockedKiB: s.lockedKiB }).toEqual({
         cycle: s.cycle,
@@ -101,7 +107,7 @@ describe('leaks over 10,000 device cycles', () => {
       });
       expect(Math.abs(s.anonymousMappings - b.anonymousMappings), `anonymous mappings at cycle ${s.cycle}`).toBeLessThanOrEqual(ANON_SLACK);
       expect(Math.abs(s.mappings - b.mappings), `mappings at cycle ${s.cycle}`).toBeLessThanOrEqual(ANON_SLACK);
-      expect(Math.abs(s.rssKiB - b.rssKiB), `RSS at cycle ${s.cycle}`).toBeLessThanOrEqual(RSS_SLACK_KIB);
+      expect(Math.abs(s.rssKiB - warm.rssKiB), `RSS at cycle ${s.cycle} against cycle ${warm.cycle}`).toBeLessThanOrEqual(RSS_SLACK_KIB);
     }
     // After close: what the process held before the mediator was made.
     const before = r.beforeMediator;
