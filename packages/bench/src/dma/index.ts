@@ -57,6 +57,10 @@ async function runDma(benchmark: Benchmark, direction: 'read' | 'write', context
     return await measure(benchmark, context, {
       expectedOps: passes * mib,
       vmed: async () => {
+        // Untimed warm-up passes in every sample, as the C program does in each of its runs:
+        // between samples the pages sit idle while the other side runs, and this machine's
+        // proactive reclaim (kdamond) may have taken some of them, which the first pass refaults.
+        for (let i = 0; i < warmup; i++) pass();
         const before = direction === 'read' ? stats.bytesRead : stats.bytesWritten;
         const { value: ms, majorGcs } = await countMajorGcs(() => {
           const start = performance.now();
