@@ -144,12 +144,20 @@ export class LabDomain {
    * Waits until the console output matches `pattern`, polling the log file xenconsoled or QEMU
    * appends to; returns the whole output so far.
    * @throws XenLabError('timeout') with the output's tail when `timeoutMs` passes first.
+   * @throws XenLabError('guest') as soon as the domain is gone (crashed — the lab's domains are
+   *   destroyed on crash — or powered off) without having printed a match: it never will.
    */
   async waitForConsole(pattern: RegExp, timeoutMs: number): Promise<string> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    for (let turn = 0; ; turn++) {
       const out = await this.consoleOutput();
       if (pattern.test(out)) return out;
+      // About once a second: is the domain still there to print it?
+      if (turn % 4 === 3 && !(await exists(this.domid))) {
+        const last = await this.consoleOutput();
+        if (pattern.test(last)) return last;
+        throw new XenLabError('guest', `${this.name} (domid ${this.domid}) is gone without printing ${pattern} (crashed or powered off; \`xl dmesg\` says which); last lines:\n${last.split('\n').slice(-20).join('\n')}`);
+      }
       if (Date.now() > deadline) {
         throw new XenLabError('timeout', `${this.name} printed nothing matching ${pattern} in ${timeoutMs} ms; last lines:\n${out.split('\n').slice(-20).join('\n')}`);
       }

@@ -4,9 +4,10 @@ import type { VmedErrorCode, VmedErrorDetails } from '@vmed/core';
 /**
  * Where a lab run stopped: `setup` (host packages, paths), `build` (kernel, xen, initramfs),
  * `boot` (Xen or dom0 did not come up), `timeout`, `aborted` (a signal), `toolstack` (an `xl`
- * call in dom0 failed).
+ * call in dom0 failed), `guest` (a domU went away — crashed or powered off — before printing
+ * what was waited for).
  */
-export type XenLabStage = 'setup' | 'build' | 'boot' | 'timeout' | 'aborted' | 'toolstack';
+export type XenLabStage = 'setup' | 'build' | 'boot' | 'timeout' | 'aborted' | 'toolstack' | 'guest';
 
 const CODES: Record<XenLabStage, VmedErrorCode> = {
   setup: 'Unsupported',
@@ -15,6 +16,7 @@ const CODES: Record<XenLabStage, VmedErrorCode> = {
   timeout: 'Io',
   aborted: 'State',
   toolstack: 'Io',
+  guest: 'Io',
 };
 
 /** A lab run that could not produce the command's own exit status. */

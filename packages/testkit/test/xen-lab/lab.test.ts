@@ -45,7 +45,8 @@ function running(pid: number): boolean {
   }
 }
 
-const PROBE = 'node --conditions=source --import tsx packages/testkit/test/xen-lab/dom0-probe.ts pvh';
+// --single-threaded: see the Node crashes in dom0 in xen-lab/NOTES.md.
+const PROBE = 'node --single-threaded --conditions=source --import tsx packages/testkit/test/xen-lab/dom0-probe.ts pvh';
 
 describe.skipIf(skip !== undefined)(`Xen lab${skip === undefined ? '' : ` (skipped: ${skip})`}`, () => {
   it('runs a command in dom0 that creates a PVH domU, and brings back its output and status', { timeout: 15 * 60_000 }, async () => {
