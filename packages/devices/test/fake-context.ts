@@ -15,10 +15,13 @@ export class FakeInterrupts implements DeviceInterrupts {
   asserted = false;
   /** MSI messages sent (raises while in MSI mode). */
   messages = 0;
+  /** The mode at the model's last raise or lower (undefined before the first). */
+  lastEventMode: 'msix' | 'msi' | 'intx' | 'none' | undefined;
 
   raise(vector = 0): void {
     if (vector !== 0) throw new Error(`unexpected vector ${vector}`);
     this.events.push('raise');
+    this.lastEventMode = this.mode;
     if (this.mode === 'msi' || this.mode === 'msix') this.messages += 1;
     else this.asserted = true;
   }
@@ -26,6 +29,7 @@ export class FakeInterrupts implements DeviceInterrupts {
   lower(vector = 0): void {
     if (vector !== 0) throw new Error(`unexpected vector ${vector}`);
     this.events.push('lower');
+    this.lastEventMode = this.mode;
     this.asserted = false;
   }
 

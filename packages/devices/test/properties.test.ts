@@ -179,7 +179,13 @@ describe('serial: properties', () => {
         copyContext(a.f, b.f);
         load(b.dev, bytes);
         expectSameBytes(save(b.dev), bytes, 'restored state');
-        if (a.f.irq.mode === 'intx') expect(b.f.irq.asserted).toBe(a.f.irq.asserted);
+        // A restored device re-drives INTx from its loaded level. The original only drives the
+        // line when its level changes, as the core's raise/lower do (and QEMU's devices): if
+        // the guest switched MSI -> INTx after the last change, its line lags a condition
+        // raised as an MSI (found by the serial property, seed 1045941396). Compare lines only when
+        // the original's last raise/lower happened in INTx mode.
+        const lastIn = a.f.irq.lastEventMode;
+        if (a.f.irq.mode === 'intx' && (lastIn === undefined || lastIn === 'intx')) expect(b.f.irq.asserted).toBe(a.f.irq.asserted);
         a.out.length = 0;
         expect(runSerial(b, after)).toEqual(runSerial(a, after));
         expect(b.out).toEqual(a.out);
@@ -231,7 +237,13 @@ describe('edu: properties', () => {
         copyContext(a.f, b.f);
         load(b.dev, bytes);
         expectSameBytes(save(b.dev), bytes, 'restored state');
-        if (a.f.irq.mode === 'intx') expect(b.f.irq.asserted).toBe(a.f.irq.asserted);
+        // A restored device re-drives INTx from its loaded level. The original only drives the
+        // line when its level changes, as the core's raise/lower do (and QEMU's devices): if
+        // the guest switched MSI -> INTx after the last change, its line lags a condition
+        // raised as an MSI (found by the serial property, seed 1045941396). Compare lines only when
+        // the original's last raise/lower happened in INTx mode.
+        const lastIn = a.f.irq.lastEventMode;
+        if (a.f.irq.mode === 'intx' && (lastIn === undefined || lastIn === 'intx')) expect(b.f.irq.asserted).toBe(a.f.irq.asserted);
         expect(runEdu(b, after)).toEqual(runEdu(a, after));
         expectSameBytes(b.f.dma.ram, a.f.dma.ram, 'guest RAM');
         expectSameBytes(save(b.dev), save(a.dev), 'state after the same accesses');
