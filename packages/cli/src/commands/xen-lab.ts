@@ -5,39 +5,28 @@
  * own output, so its last line is the command's last line.
  */
 import { flag, parseArgs, stringOption } from '../args.js';
-import { buildLab, DEFAULT_TIMEOUT_MS, ensureLabPackages, labLayout, runInXenLab, XenLabError } from '@vmed/testkit/xen-lab';
+import { buildLab, DEFAULT_TIMEOUT_MS, dom0Node, dom0TsCommand, ensureLabPackages, labLayout, runInXenLab, XenLabError } from '@vmed/testkit/xen-lab';
 import type { XenLabResult } from '@vmed/testkit/xen-lab';
 
-/**
- * How Node runs in dom0. Under QEMU TCG with a 2-vCPU PV dom0, JIT-compiled code intermittently
- * crashed the thread running it (SIGSEGV in JIT code of tsx's loader thread, caught in gdb):
- * `vmed conformance --backend xen` died in 5 of 6 runs as plain `node`, in 1 of 7 with
- * `--single-threaded` (no V8 background compiler), and in none of its runs with `--jitless`,
- * which under emulation is no slower (23-30 s a run either way). So the CLI runs `--jitless`;
- * the benchmark keeps the JIT (it measures vmed's speed; not part of CI) with
- * `--single-threaded`, and so do the vitest runs, which have not crashed. See xen-lab/NOTES.md.
- */
-const NODE_NO_JIT = 'node --jitless';
-const NODE_JIT = 'node --single-threaded';
-
-/** How the project's own CLI is started in dom0 (the checkout is its cwd). */
-const VMED = `${NODE_NO_JIT} --conditions=source --import tsx packages/cli/src/main.ts`;
-const VMED_JIT = `${NODE_JIT} --conditions=source --import tsx packages/cli/src/main.ts`;
+/** How the project's own CLI is started in dom0 (the checkout is its cwd); see `dom0TsCommand`. */
+const VMED = dom0TsCommand('jitless', 'packages/cli/src/main.ts');
+/** The CLI with the JIT, for what measures vmed's speed. */
+const VMED_JIT = dom0TsCommand('jit', 'packages/cli/src/main.ts');
 
 function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-const SUBCOMMANDS: Record<string, { summary: string; command: (args: readonly string[]) => string }> = {
+export const SUBCOMMANDS: Record<string, { summary: string; command: (args: readonly string[]) => string }> = {
   conformance: { summary: 'vmed conformance <args> in dom0, e.g. -- --backend xen --json', command: (a) => [VMED, 'conformance', ...a.map(shellQuote)].join(' ') },
   bench: { summary: 'vmed bench <args> in dom0', command: (a) => [VMED_JIT, 'bench', ...a.map(shellQuote)].join(' ') },
   demo: {
     summary: 'a PVH domain running the demo guest, served by vmed demo --hypervisor xen --domid N --unpause <args>',
-    command: (a) => [`${NODE_NO_JIT} --conditions=source --import tsx packages/cli/src/demo/lab-demo.ts`, ...a.map(shellQuote)].join(' '),
+    command: (a) => [dom0TsCommand('jitless', 'packages/cli/src/demo/lab-demo.ts'), ...a.map(shellQuote)].join(' '),
   },
   test: {
     summary: "the Xen backend's vitest tests in dom0: vitest run packages/backend-xen <args> (filters are OR-ed)",
-    command: (a) => [`${NODE_JIT} node_modules/vitest/vitest.mjs run packages/backend-xen`, ...a.map(shellQuote)].join(' '),
+    command: (a) => [`${dom0Node('jit')} node_modules/vitest/vitest.mjs run packages/backend-xen`, ...a.map(shellQuote)].join(' '),
   },
   // Words are joined, not quoted: `exec -- 'xl info | head'` and `exec -- xl info` both work.
   exec: { summary: 'a shell command in dom0: -- <command>', command: (a) => a.join(' ') },

@@ -6,6 +6,8 @@
 export { runInXenLab, DEFAULT_TIMEOUT_MS, DOM0_RESULTS_DIR } from './run.js';
 export type { XenLabRunOptions, XenLabResult, XenLabTimings } from './run.js';
 export { XenLabError } from './errors.js';
+export { dom0Node, dom0TsCommand } from './dom0-node.js';
+export type { Dom0NodeMode } from './dom0-node.js';
 export type { XenLabStage } from './errors.js';
 export { buildLab, findHostInputs } from './build.js';
 export type { LabArtifacts, HostInputs } from './build.js';

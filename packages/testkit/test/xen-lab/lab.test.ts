@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { runInXenLab, XenLabError } from '../../src/xen-lab/index.js';
+import { dom0TsCommand, runInXenLab, XenLabError } from '../../src/xen-lab/index.js';
 import { QEMU } from '../../src/xen-lab/qemu.js';
 
 function skipReason(): string | undefined {
@@ -45,8 +45,7 @@ function running(pid: number): boolean {
   }
 }
 
-// --single-threaded: see the Node crashes in dom0 in xen-lab/NOTES.md.
-const PROBE = 'node --single-threaded --conditions=source --import tsx packages/testkit/test/xen-lab/dom0-probe.ts pvh';
+const PROBE = `${dom0TsCommand('jit', 'packages/testkit/test/xen-lab/dom0-probe.ts')} pvh`;
 
 describe.skipIf(skip !== undefined)(`Xen lab${skip === undefined ? '' : ` (skipped: ${skip})`}`, () => {
   it('runs a command in dom0 that creates a PVH domU, and brings back its output and status', { timeout: 15 * 60_000 }, async () => {
